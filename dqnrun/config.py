@@ -1,0 +1,309 @@
+"""Typed, frozen run configuration: YAML loading, variant presets, --set overrides, validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dqnrun.errors import UserError
+
+
+def _doc(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    """A dataclass field with a one-line description (shown by `dqnrun config keys`)."""
+    if isinstance(default, (list, dict)):
+        raise TypeError("use an immutable default")
+    return field(default=default, metadata={"doc": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    gamma: float = _doc("discount factor, in [0, 1]", 1.0)
+    learning_rate: float = _doc("optimizer step size", 0.001)
+    optimizer: str = _doc("rmsprop (the lecture's) or adam", "rmsprop")
+    batch_size: int = _doc("transitions per update", 64)
+    memory_size: int = _doc("replay capacity (transitions)", 50_000)
+    memory_start_size: int = _doc("updates start once the replay holds more than this", 320)
+    target_update_steps: int = _doc("env steps between target-network updates", 15)
+    tau: float = _doc("target update factor: 1.0 = hard copy, < 1 = Polyak averaging", 1.0)
+    double: bool = _doc("Double DQN target: online argmax, target value", True)
+    dueling: bool = _doc("dueling head: Q = V + (A - mean A)", False)
+    prioritized: bool = _doc("prioritized replay on a sum tree", False)
+
+
+@dataclass(frozen=True)
+class EpsilonConfig:
+    max: float = _doc("exploration rate at step 0", 1.0)
+    min: float = _doc("exploration rate after decay_steps", 0.3)
+    decay_steps: int = _doc("env steps of the lecture's log-space decay", 20_000)
+
+
+@dataclass(frozen=True)
+class PerConfig:
+    alpha: float = _doc("priority exponent: 0 = uniform, 1 = fully prioritized", 0.5)
+    beta: float = _doc("importance-sampling exponent at the start", 0.4)
+    beta_end: float = _doc("importance-sampling exponent at the end of annealing", 1.0)
+    beta_steps: typing.Optional[int] = _doc(
+        "env steps over which beta anneals; null = over the whole run", None
+    )
+    eps: float = _doc("added to |TD error| so no priority is zero", 1e-6)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    hidden: tuple[int, ...] = _doc("hidden layer sizes of the MLP", (512, 128))
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = _doc("run directory name (default: the config file's stem)")
+    variant: str = _doc("preset: dqn | ddqn | per | dueling")
+    env: str = _doc("Gymnasium id with a Box observation and a Discrete action space", "CartPole-v1")
+    seeds: tuple[int, ...] = _doc("one independent run per seed", (12, 34, 56, 78, 90))
+    episodes: int = _doc("training episodes per seed", 250)
+    max_steps: typing.Optional[int] = _doc("stop a seed after this many env steps (null: no limit)", None)
+    eval_episodes: int = _doc("greedy episodes after every training episode (0: curve = training return)", 5)
+    window: int = _doc("sliding-window smoothing of the curves", 25)
+    checkpoint_every: int = _doc("episodes between resumable checkpoints (0: none)", 25)
+    agent: AgentConfig = _doc("learning algorithm", AgentConfig())
+    epsilon: EpsilonConfig = _doc("epsilon-greedy exploration", EpsilonConfig())
+    per: PerConfig = _doc("prioritized replay (used when agent.prioritized)", PerConfig())
+    network: NetworkConfig = _doc("Q-network", NetworkConfig())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, not tuples) that `load_config` reads back to an equal Config."""
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+# Presets set the defaults of the independent switches; the config may override any of them.
+# The dueling preset follows the lecture's dueling experiment: Polyak tau 0.01 on every step.
+PRESETS: dict[str, dict[str, Any]] = {
+    "dqn": dict(double=False, prioritized=False, dueling=False, tau=1.0, target_update_steps=15),
+    "ddqn": dict(double=True, prioritized=False, dueling=False, tau=1.0, target_update_steps=15),
+    "per": dict(double=True, prioritized=True, dueling=False, tau=1.0, target_update_steps=15),
+    "dueling": dict(double=True, prioritized=False, dueling=True, tau=0.01, target_update_steps=1),
+}
+OPTIMIZERS = ("rmsprop", "adam")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read a YAML config, apply `key.sub=value` overrides, fill preset defaults, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file; a config is a YAML mapping") from None
+    if raw is None:
+        raise UserError(f"{path}: the file is empty; a config needs at least `variant:` (see configs/)")
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a config is a YAML mapping of keys, not a {type(raw).__name__}")
+    raw.setdefault("name", path.stem)
+    return config_from_dict(apply_overrides(raw, overrides), source=str(path))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
+    """Return a copy of `raw` with each `dotted.key=value` set (values parsed as YAML)."""
+    out = _copy_tree(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set agent.learning_rate=0.0005")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise UserError(f"--set {item!r}: the value is not valid YAML") from None
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise UserError(f"--set {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _copy_tree(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy_tree(v) for k, v in value.items()}
+    return value
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    """Build and validate a Config from a plain dict (as read from YAML)."""
+    raw = _copy_tree(raw)
+    variant = raw.get("variant")
+    if variant is None:
+        raise UserError(f"{source}: missing key 'variant' (one of: {', '.join(PRESETS)})")
+    if not isinstance(variant, str) or variant not in PRESETS:
+        hint = _did_you_mean(str(variant), PRESETS)
+        raise UserError(f"{source}: unknown variant {variant!r}{hint} (one of: {', '.join(PRESETS)})")
+    if "name" not in raw:
+        raw["name"] = variant
+    agent = raw.get("agent")
+    if agent is None:
+        agent = raw["agent"] = {}
+    if isinstance(agent, dict):
+        for key, value in PRESETS[variant].items():
+            agent.setdefault(key, value)
+    config = _build(Config, raw, source, prefix="")
+    _validate(config, source)
+    return config
+
+
+def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if dataclasses.is_dataclass(tp):
+        return "a section (mapping)"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check `value` against the annotation `tp`; return it in its typed form."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(value, inner, key, source)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"{source}: {key} must be a section (mapping), got {value!r}")
+        return _build(tp, value, source, prefix=key + ".")
+    if origin is tuple:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list):
+            raise UserError(f"{source}: {key} must be {_type_name(tp)}, got {value!r}")
+        inner = typing.get_args(tp)[0]
+        return tuple(_convert(v, inner, f"{key}[{i}]", source) for i, v in enumerate(value))
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if not ok:
+        raise UserError(f"{source}: {key} must be {_type_name(tp)}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def _build(cls: Any, raw: dict[str, Any], source: str, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            hint = _did_you_mean(str(key), names)
+            raise UserError(f"{source}: unknown key {prefix}{key!r}{hint}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in raw:
+            kwargs[f.name] = _convert(raw[f.name], hints[f.name], prefix + f.name, source)
+        elif f.default is dataclasses.MISSING:
+            raise UserError(f"{source}: missing key {prefix}{f.name!r}")
+    return cls(**kwargs)
+
+
+def _validate(c: Config, source: str) -> None:
+    a, e, p = c.agent, c.epsilon, c.per
+    rules: list[tuple[bool, str]] = [
+        (bool(c.name) and "/" not in c.name and c.name not in (".", ".."),
+         f"name {c.name!r} must be a plain directory name"),
+        (len(c.seeds) > 0, "seeds must list at least one seed"),
+        (len(set(c.seeds)) == len(c.seeds), f"seeds {list(c.seeds)} contain duplicates"),
+        (all(0 <= s < 2**32 for s in c.seeds), "seeds must be in [0, 2**32)"),
+        (c.episodes >= 1, f"episodes must be >= 1, got {c.episodes}"),
+        (c.max_steps is None or c.max_steps >= 1, f"max_steps must be >= 1 or null, got {c.max_steps}"),
+        (c.eval_episodes >= 0, f"eval_episodes must be >= 0, got {c.eval_episodes}"),
+        (c.window >= 1, f"window must be >= 1, got {c.window}"),
+        (c.window <= c.episodes,
+         f"window ({c.window}) is longer than episodes ({c.episodes}); lower window or raise episodes"),
+        (c.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {c.checkpoint_every}"),
+        (0.0 <= a.gamma <= 1.0, f"agent.gamma must be in [0, 1], got {a.gamma}"),
+        (a.learning_rate > 0, f"agent.learning_rate must be > 0, got {a.learning_rate}"),
+        (a.optimizer in OPTIMIZERS,
+         f"agent.optimizer {a.optimizer!r} is unknown{_did_you_mean(a.optimizer, OPTIMIZERS)} "
+         f"(one of: {', '.join(OPTIMIZERS)})"),
+        (a.batch_size >= 1, f"agent.batch_size must be >= 1, got {a.batch_size}"),
+        (a.memory_size >= 1, f"agent.memory_size must be >= 1, got {a.memory_size}"),
+        (a.batch_size <= a.memory_size,
+         f"agent.batch_size ({a.batch_size}) is larger than agent.memory_size ({a.memory_size})"),
+        (a.memory_start_size >= 0, f"agent.memory_start_size must be >= 0, got {a.memory_start_size}"),
+        (a.memory_start_size < a.memory_size,
+         f"agent.memory_start_size ({a.memory_start_size}) must be below agent.memory_size "
+         f"({a.memory_size}), or training never starts"),
+        (a.target_update_steps >= 1, f"agent.target_update_steps must be >= 1, got {a.target_update_steps}"),
+        (0.0 < a.tau <= 1.0, f"agent.tau must be in (0, 1], got {a.tau}"),
+        (0.0 <= e.min <= e.max <= 1.0,
+         f"epsilon needs 0 <= min <= max <= 1, got min {e.min} and max {e.max}"),
+        (e.decay_steps >= 1, f"epsilon.decay_steps must be >= 1, got {e.decay_steps}"),
+        (p.alpha >= 0, f"per.alpha must be >= 0, got {p.alpha}"),
+        (0.0 <= p.beta <= 1.0 and 0.0 <= p.beta_end <= 1.0,
+         f"per.beta and per.beta_end must be in [0, 1], got {p.beta} and {p.beta_end}"),
+        (p.beta_steps is None or p.beta_steps >= 1, f"per.beta_steps must be >= 1 or null"),
+        (p.eps > 0, f"per.eps must be > 0 so that every transition can be sampled, got {p.eps}"),
+        (len(c.network.hidden) >= 1 and all(h >= 1 for h in c.network.hidden),
+         f"network.hidden must list positive layer sizes, got {list(c.network.hidden)}"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise UserError(f"{source}: {message}")
+
+
+def describe_keys() -> list[tuple[str, str, str]]:
+    """(dotted key, default, description) for every config key, for help texts."""
+    rows = []
+
+    def walk(cls: Any, prefix: str) -> None:
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(f.default):
+                walk(type(f.default), prefix + f.name + ".")
+                continue
+            default = "required" if f.default is dataclasses.MISSING else yaml.safe_dump(
+                _plain(f.default), default_flow_style=True
+            ).strip().removesuffix("...").strip()
+            rows.append((prefix + f.name, default, f.metadata.get("doc", "")))
+
+    walk(Config, "")
+    return rows

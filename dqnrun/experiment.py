@@ -1,0 +1,326 @@
+"""Many seeds of one config: parallel workers (joblib), smoothing, aggregation, the run directory.
+
+Each seed runs `trainer.train_seed` in a worker and writes its own files as soon as it ends
+(model, metrics, per-seed result), so a crash or Ctrl-C loses at most the unfinished seeds'
+progress since their last checkpoint. `results.joblib` is assembled once every seed is done.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import multiprocessing
+import platform
+import queue
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from multiprocessing.managers import SyncManager
+from pathlib import Path
+from typing import Any, Callable
+
+import joblib
+import numpy as np
+
+from dqnrun import __version__
+from dqnrun.config import Config
+from dqnrun.envs import env_info
+from dqnrun.errors import UserError
+from dqnrun.networks import NetworkSpec
+from dqnrun.replay import replay_bytes
+from dqnrun.results import (
+    MODEL_FORMAT,
+    RESULT_FORMAT,
+    RESULTS_FILE,
+    write_joblib,
+    write_text,
+    write_with,
+)
+from dqnrun.trainer import CHECKPOINT_FORMAT, Event, SeedEnd, SeedResult, train_seed
+
+
+def smooth(scores: np.ndarray, window: int) -> np.ndarray:
+    """The lecture's sliding mean: np.convolve(scores, ones(w) / w, 'valid'), len - w + 1 points."""
+    scores = np.asarray(scores, dtype=float)
+    if len(scores) < window:
+        return np.empty(0)
+    return np.convolve(scores, np.ones(window) / window, mode="valid")
+
+
+def aggregate(curves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Max, min and mean across seeds, point by point, over the shortest curve's length."""
+    n = min(len(c) for c in curves)
+    stacked = np.stack([np.asarray(c[:n], dtype=float) for c in curves])
+    return stacked.max(axis=0), stacked.min(axis=0), stacked.mean(axis=0)
+
+
+def pad(rows: list[list[float]] | list[np.ndarray]) -> np.ndarray:
+    """Stack rows of possibly different lengths into a 2-D float array, NaN-padded."""
+    n = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), n), np.nan)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def default_jobs(n_seeds: int) -> int:
+    return max(1, min(n_seeds, joblib.cpu_count(only_physical_cores=False)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-seed files
+
+
+def seed_paths(run_dir: Path, seed: int) -> dict[str, Path]:
+    return {
+        "result": run_dir / "seeds" / f"seed-{seed}.joblib",
+        "model": run_dir / "models" / f"seed-{seed}.pt",
+        "metrics": run_dir / "metrics" / f"seed-{seed}.csv",
+        "checkpoint": run_dir / "checkpoints" / f"seed-{seed}.pt",
+    }
+
+
+def metrics_csv(result: SeedResult, window: int) -> str:
+    smoothed = smooth(np.asarray(result.scores), window)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["episode", "env_steps", "train_return", "score", "smoothed_score", "epsilon", "mean_loss"])
+    for i, score in enumerate(result.scores):
+        j = i - (window - 1)
+        w.writerow([
+            i + 1, result.steps[i], f"{result.train_returns[i]:.6g}", f"{score:.6g}",
+            f"{smoothed[j]:.6g}" if 0 <= j < len(smoothed) else "",
+            f"{result.epsilons[i]:.6g}",
+            "" if math.isnan(result.losses[i]) else f"{result.losses[i]:.6g}",
+        ])
+    return buf.getvalue()
+
+
+def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResult) -> None:
+    """Write a finished seed's model, metrics and result; drop its checkpoint."""
+    import torch
+
+    paths = seed_paths(run_dir, result.seed)
+    if result.best_state is not None:
+        blob = {
+            "format": MODEL_FORMAT,
+            "state_dict": result.best_state,
+            "network": spec.to_dict(),
+            "env_id": config.env,
+            "variant": config.variant,
+            "seed": result.seed,
+            "score": result.best_score,
+            "episode": result.best_episode,
+            "dqnrun": __version__,
+        }
+        write_with(paths["model"], lambda tmp: torch.save(blob, tmp))
+    write_text(paths["metrics"], metrics_csv(result, config.window))
+    state = result.to_state()
+    state.pop("best_state")
+    write_joblib(paths["result"], state)
+    paths["checkpoint"].unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    import torch
+
+    if not path.exists():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        raise UserError(f"checkpoint {path} is corrupt; delete it to restart that seed from scratch") from None
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not a dqnrun checkpoint; delete it to restart that seed")
+    return blob
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers
+
+
+@dataclass
+class Channel:
+    """How a worker talks to the main process: an event queue and a stop flag."""
+
+    events: Any  # queue.Queue or a manager's Queue proxy
+    stop: Any  # threading.Event or a manager's Event proxy
+    in_subprocess: bool
+
+
+def run_seed(config: Config, seed: int, spec: NetworkSpec, device: str, run_dir: Path, channel: Channel) -> str:
+    """Worker entry point: train (or resume) one seed and save its files. Returns its status."""
+    if channel.in_subprocess:
+        # The main process decides when to stop (it owns Ctrl-C and SIGTERM); workers finish
+        # their episode, checkpoint and return.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    paths = seed_paths(run_dir, seed)
+    resume = load_checkpoint(paths["checkpoint"])
+
+    def save_checkpoint(state: dict[str, Any]) -> None:
+        import torch
+
+        write_with(paths["checkpoint"], lambda tmp: torch.save(state, tmp))
+
+    result = train_seed(
+        config, seed, spec, device,
+        emit=channel.events.put,
+        should_stop=channel.stop.is_set,
+        save_checkpoint=save_checkpoint,
+        resume=resume,
+    )
+    if result.status in ("complete", "diverged"):
+        save_seed(run_dir, config, spec, result)
+    return result.status
+
+
+def run_seeds(
+    config: Config,
+    seeds: list[int],
+    spec: NetworkSpec,
+    run_dir: Path,
+    jobs: int,
+    device: str,
+    on_event: Callable[[Event], None],
+) -> dict[int, str]:
+    """Run `seeds` in `jobs` workers; feed their events to `on_event` in this thread.
+
+    Ctrl-C or SIGTERM sets the stop flag: each worker finishes its episode, checkpoints and
+    returns. Returns {seed: status}.
+    """
+    if not seeds:
+        return {}
+    manager: SyncManager | None = None
+    if jobs > 1:
+        manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
+        manager.start(signal.signal, (signal.SIGINT, signal.SIG_IGN))
+        channel = Channel(manager.Queue(), manager.Event(), in_subprocess=True)
+    else:
+        channel = Channel(queue.Queue(), threading.Event(), in_subprocess=False)
+
+    statuses: dict[int, str] = {}
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            if jobs > 1:
+                tasks = (joblib.delayed(run_seed)(config, s, spec, device, run_dir, channel) for s in seeds)
+                outs = joblib.Parallel(n_jobs=jobs, backend="loky")(tasks)
+            else:
+                outs = [run_seed(config, s, spec, device, run_dir, channel) for s in seeds]
+            statuses.update(zip(seeds, outs))
+        except BaseException as exc:  # surfaced in the main thread below
+            failure.append(exc)
+        finally:
+            channel.events.put(None)
+
+    def request_stop(signum: int, frame: Any) -> None:
+        channel.stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C forces it
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        for s in previous:
+            signal.signal(s, request_stop)
+    worker = threading.Thread(target=work, name="dqnrun-seeds", daemon=True)
+    try:
+        worker.start()
+        while True:
+            try:
+                event = channel.events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if event is None:
+                break
+            on_event(event)
+        worker.join()
+    finally:
+        if in_main:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        if manager is not None:
+            manager.shutdown()
+    if failure:
+        raise failure[0]
+    return statuses
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole run
+
+
+def plan(config: Config) -> NetworkSpec:
+    """Check the environment and the memory the replay needs; return the network spec."""
+    info = env_info(config.env)
+    need = replay_bytes(config.agent.memory_size, info.obs_dim, config.agent.prioritized)
+    try:
+        import os
+
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        available = None
+    if available is not None and need * min(len(config.seeds), default_jobs(len(config.seeds))) > available:
+        raise UserError(
+            f"the replay memory needs {need / 2**30:.1f} GiB per seed and only "
+            f"{available / 2**30:.1f} GiB is free; lower agent.memory_size or --jobs"
+        )
+    return NetworkSpec(info.obs_dim, info.n_actions, config.network.hidden, config.agent.dueling)
+
+
+def versions() -> dict[str, str]:
+    import gymnasium
+    import torch
+
+    return {
+        "dqnrun": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__, "numpy": np.__version__,
+    }
+
+
+def assemble(run_dir: Path, config: Config, device: str) -> dict[str, Any]:
+    """Build `results.joblib` from the per-seed files of a finished run, and write it."""
+    results = [SeedResult.from_state({**joblib.load(seed_paths(run_dir, s)["result"]), "best_state": None})
+               for s in config.seeds]
+    lengths = [len(r.scores) for r in results]
+    window = min([config.window, *lengths])  # max_steps can leave a seed with fewer episodes
+    smoothed = [smooth(np.asarray(r.scores), window) for r in results]
+    max_score, min_score, mean_score = aggregate(smoothed)
+    info = env_info(config.env)
+    data = {
+        # The lecture's keys, so its notebook plots still work.
+        "max_score": max_score,
+        "min_score": min_score,
+        "mean_score": mean_score,
+        "format": RESULT_FORMAT,
+        "name": run_dir.name,
+        "scores": pad([r.scores for r in results]),
+        "smoothed": pad(smoothed),
+        "steps": pad([r.steps for r in results]),
+        "train_returns": pad([r.train_returns for r in results]),
+        "epsilons": pad([r.epsilons for r in results]),
+        "losses": pad([r.losses for r in results]),
+        "episodes": np.array(lengths),
+        "best_score": np.array([r.best_score for r in results]),
+        "best_episode": np.array([r.best_episode for r in results]),
+        "wall_time": np.array([r.wall_time for r in results]),
+        "status": [r.status for r in results],
+        "diverged": [r.diverged for r in results],
+        "seeds": list(config.seeds),
+        "variant": config.variant,
+        "env_id": config.env,
+        "reward_threshold": info.reward_threshold,
+        "window": window,
+        "config": config.to_dict(),
+        "device": device,
+        "versions": versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_joblib(run_dir / RESULTS_FILE, data)
+    return data
+
+
+def pending_seeds(run_dir: Path, config: Config) -> list[int]:
+    return [s for s in config.seeds if not seed_paths(run_dir, s)["result"].exists()]

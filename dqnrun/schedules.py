@@ -1,0 +1,45 @@
+"""Exploration and importance-sampling schedules (pure functions of the step)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def log_epsilons(eps_max: float, eps_min: float, decay_steps: int) -> np.ndarray:
+    """The lecture's epsilon values for steps 0 .. decay_steps - 1.
+
+    `np.logspace(0, -2, decay_steps)` (1 down to 0.01, evenly spaced in log10), rescaled so the
+    first value is `eps_max` and the last is `eps_min`: fast decay early, a long tail late.
+    """
+    if decay_steps == 1:
+        return np.array([eps_max], dtype=np.float64)
+    values = np.logspace(0, -2, num=decay_steps, base=10)
+    values = (values - values.min()) / (values.max() - values.min())
+    return (eps_max - eps_min) * values + eps_min
+
+
+class EpsilonSchedule:
+    """epsilon(step): the lecture's log-space decay, then `eps_min` from `decay_steps` on."""
+
+    def __init__(self, eps_max: float, eps_min: float, decay_steps: int):
+        self.values = log_epsilons(eps_max, eps_min, decay_steps)
+        self.eps_min = eps_min
+
+    def __call__(self, step: int) -> float:
+        return float(self.values[step]) if step < len(self.values) else self.eps_min
+
+
+def linear(start: float, end: float, progress: float) -> float:
+    """Linear interpolation from `start` (progress 0) to `end` (progress >= 1)."""
+    return start + (end - start) * min(max(progress, 0.0), 1.0)
+
+
+def per_beta(beta: float, beta_end: float, step: int, beta_steps: int | None, run_progress: float) -> float:
+    """PER's importance-sampling exponent, annealed linearly from `beta` to `beta_end`.
+
+    Schaul et al. (2016), section 3.4: beta reaches 1 at the end of learning. With `beta_steps`
+    the horizon is that many env steps; without it, the run's own progress (episodes done over
+    episodes planned, or steps over max_steps, whichever is further).
+    """
+    progress = step / beta_steps if beta_steps is not None else run_progress
+    return linear(beta, beta_end, progress)

@@ -1,0 +1,234 @@
+"""One seed's training run: the episode loop, greedy evaluation, the best model; emits events.
+
+`train_seed` is a function of (config, seed): every random draw comes from the seed's streams,
+so the same inputs give the same numbers in any process. It never prints or writes files:
+progress goes out as events, checkpoints as dicts handed to a callback.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from dqnrun import seeding
+from dqnrun.agent import Agent
+from dqnrun.config import Config
+from dqnrun.envs import make_env
+from dqnrun.networks import NetworkSpec
+from dqnrun.replay import make_replay
+from dqnrun.schedules import EpsilonSchedule, per_beta
+
+CHECKPOINT_FORMAT = "dqnrun-checkpoint"
+
+
+@dataclass(frozen=True)
+class EpisodeEnd:
+    """Sent after every training episode (and its evaluation)."""
+
+    seed: int
+    episode: int  # 1-based
+    episodes: int
+    steps: int
+    score: float
+    best_score: float
+    best_episode: int
+    train_return: float
+    epsilon: float
+
+
+@dataclass(frozen=True)
+class SeedEnd:
+    seed: int
+    status: str  # "complete" | "diverged" | "interrupted"
+    message: str = ""
+
+
+Event = EpisodeEnd | SeedEnd
+
+
+@dataclass
+class SeedResult:
+    """Everything one seed produced. Lists grow by one entry per finished episode."""
+
+    seed: int
+    scores: list[float] = field(default_factory=list)  # evaluation score (or training return)
+    train_returns: list[float] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)  # env steps at the end of each episode
+    epsilons: list[float] = field(default_factory=list)  # epsilon at the end of each episode
+    losses: list[float] = field(default_factory=list)  # mean loss of the episode's updates (nan: none)
+    best_score: float = -math.inf
+    best_episode: int = 0  # 1-based; 0 = none yet
+    best_state: dict[str, torch.Tensor] | None = None
+    wall_time: float = 0.0
+    status: str = "running"  # running | complete | diverged | interrupted
+    diverged: str = ""  # "episode E, step T" when status == diverged
+
+    def to_state(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "SeedResult":
+        return cls(**state)
+
+
+def evaluate(agent: Agent, envs: list[gym.Env], seeds: list[int]) -> np.ndarray:
+    """Greedy returns of one episode per environment, all stepped together.
+
+    One forward pass per step serves every still-running episode, instead of one per state.
+    """
+    n = len(envs)
+    obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)]).astype(np.float32)
+    returns = np.zeros(n)
+    running = np.ones(n, dtype=bool)
+    while running.any():
+        live = np.flatnonzero(running)
+        actions = agent.greedy(obs[live])
+        for i, action in zip(live, actions):
+            next_obs, reward, terminated, truncated, _ = envs[i].step(int(action))
+            returns[i] += float(reward)
+            obs[i] = next_obs
+            if terminated or truncated:
+                running[i] = False
+    return returns
+
+
+def train_seed(
+    config: Config,
+    seed: int,
+    spec: NetworkSpec,
+    device: str = "cpu",
+    emit: Callable[[Event], None] = lambda event: None,
+    should_stop: Callable[[], bool] = lambda: False,
+    save_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> SeedResult:
+    """Train one seed for `config.episodes` episodes (or `config.max_steps` env steps).
+
+    `should_stop` is polled after every episode; when it answers True the seed checkpoints and
+    returns with status "interrupted". `resume` is a checkpoint dict from `save_checkpoint`:
+    training continues from it exactly as if it had never stopped.
+    """
+    torch.set_num_threads(1)
+    a = config.agent
+    rngs = seeding.streams(seed)
+    agent = Agent(spec, a, device, rngs.torch_seed)
+    replay = make_replay(
+        a.memory_size, spec.obs_dim, rngs.replay, device,
+        prioritized=a.prioritized, alpha=config.per.alpha, eps=config.per.eps,
+    )
+    epsilon = EpsilonSchedule(config.epsilon.max, config.epsilon.min, config.epsilon.decay_steps)
+    env = make_env(config.env)
+    eval_envs = [make_env(config.env) for _ in range(config.eval_episodes)]
+
+    result = SeedResult(seed=seed)
+    step = 0
+    if resume is not None:
+        agent.load_state_dict(resume["agent"])
+        replay.load_state_dict(resume["replay"])
+        rngs.explore.bit_generator.state = resume["rng"]["explore"]
+        rngs.env.bit_generator.state = resume["rng"]["env"]
+        rngs.evaluation.bit_generator.state = resume["rng"]["evaluation"]
+        result = SeedResult.from_state(resume["result"])
+        step = int(resume["step"])
+
+    def checkpoint() -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "seed": seed,
+            "config": config.to_dict(),
+            "step": step,
+            "episode": len(result.scores),
+            "agent": agent.state_dict(),
+            "replay": replay.state_dict(),
+            "rng": {
+                "explore": rngs.explore.bit_generator.state,
+                "env": rngs.env.bit_generator.state,
+                "evaluation": rngs.evaluation.bit_generator.state,
+            },
+            "result": result.to_state(),
+        }
+
+    started = time.perf_counter() - result.wall_time
+    result.status = "running"
+    try:
+        for episode in range(len(result.scores), config.episodes):
+            if config.max_steps is not None and step >= config.max_steps:
+                break
+            run_progress = max(episode / config.episodes, step / config.max_steps if config.max_steps else 0.0)
+            obs, _ = env.reset(seed=seeding.env_seeds(rngs.env, 1)[0])
+            episode_return = 0.0
+            loss_sum = torch.zeros((), device=agent.device)
+            max_q = torch.zeros((), device=agent.device)
+            updates = 0
+            while True:
+                eps = epsilon(step)
+                action = agent.act(obs, eps, rngs.explore)
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                # A time-limit truncation is not terminal: its target still bootstraps.
+                replay.add(obs, action, float(reward), next_obs, bool(terminated))
+                episode_return += float(reward)
+                if len(replay) > a.memory_start_size:
+                    beta = per_beta(config.per.beta, config.per.beta_end, step, config.per.beta_steps, run_progress)
+                    batch = replay.sample(a.batch_size, beta)
+                    learned = agent.update(batch)
+                    if a.prioritized:
+                        replay.update_priorities(batch.indices, learned.td_errors.cpu().numpy())
+                    loss_sum += learned.loss
+                    max_q = torch.maximum(max_q, learned.max_q)
+                    updates += 1
+                if step % a.target_update_steps == 0:
+                    agent.sync_target()
+                step += 1
+                obs = next_obs
+                if terminated or truncated or (config.max_steps is not None and step >= config.max_steps):
+                    break
+
+            if config.eval_episodes:
+                seeds = seeding.env_seeds(rngs.evaluation, config.eval_episodes)
+                score = float(evaluate(agent, eval_envs, seeds).mean())
+            else:
+                score = episode_return
+            mean_loss = float(loss_sum) / updates if updates else math.nan
+            result.scores.append(score)
+            result.train_returns.append(episode_return)
+            result.steps.append(step)
+            result.epsilons.append(eps)
+            result.losses.append(mean_loss)
+            number = episode + 1
+            if score > result.best_score:
+                result.best_score = score
+                result.best_episode = number
+                result.best_state = {k: v.detach().cpu().clone() for k, v in agent.online.state_dict().items()}
+            result.wall_time = time.perf_counter() - started
+            emit(EpisodeEnd(seed, number, config.episodes, step, score, result.best_score,
+                            result.best_episode, episode_return, eps))
+
+            if updates and not (math.isfinite(mean_loss) and math.isfinite(float(max_q))):
+                result.status = "diverged"
+                result.diverged = f"episode {number}, step {step}"
+                emit(SeedEnd(seed, "diverged", f"loss or Q-value not finite at episode {number}, step {step}"))
+                return result
+            last = number == config.episodes or (config.max_steps is not None and step >= config.max_steps)
+            if not last and should_stop():
+                result.status = "interrupted"
+                if save_checkpoint is not None:
+                    save_checkpoint(checkpoint())
+                emit(SeedEnd(seed, "interrupted", f"stopped after episode {number}"))
+                return result
+            if save_checkpoint is not None and config.checkpoint_every and not last and (
+                number % config.checkpoint_every == 0
+            ):
+                save_checkpoint(checkpoint())
+    finally:
+        env.close()
+        for e in eval_envs:
+            e.close()
+    result.status = "complete"
+    emit(SeedEnd(seed, "complete"))
+    return result
