@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny config that trains in about a second."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+TINY = {
+    "variant": "ddqn",
+    "env": "CartPole-v1",
+    "seeds": [3, 4],
+    "episodes": 6,
+    "eval_episodes": 2,
+    "window": 3,
+    "agent": {"memory_size": 500, "memory_start_size": 40, "batch_size": 16},
+    "epsilon": {"decay_steps": 200},
+    "network": {"hidden": [32]},
+}
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path):
+    """Write a tiny config (optionally changed) and return its path."""
+
+    def make(name: str = "tiny", **changes) -> Path:
+        raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY.items()}
+        for key, value in changes.items():
+            if isinstance(value, dict) and isinstance(raw.get(key), dict):
+                raw[key].update(value)
+            else:
+                raw[key] = value
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    return make

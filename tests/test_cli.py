@@ -1,0 +1,152 @@
+"""End-to-end: tiny `dqnrun train` runs through the CLI, and user mistakes."""
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from dqnrun.cli import app
+
+runner = CliRunner()
+
+
+def train(*args: str):
+    return runner.invoke(app, ["train", *args], env={"COLUMNS": "120"})
+
+
+@pytest.mark.parametrize("variant", ["dqn", "ddqn", "per", "dueling"])
+def test_tiny_train_per_variant_writes_the_run_directory(tiny_config, tmp_path, variant):
+    out = tmp_path / "results"
+    result = train(str(tiny_config(variant, variant=variant)), "--out", str(out), "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    run = out / variant
+    data = joblib.load(run / "results.joblib")
+    assert data["variant"] == variant and data["env_id"] == "CartPole-v1" and data["seeds"] == [3, 4]
+    assert data["scores"].shape == (2, 6) and data["smoothed"].shape == (2, 4)
+    assert data["mean_score"].shape == (4,)
+    np.testing.assert_allclose(data["mean_score"], data["smoothed"].mean(axis=0))
+    np.testing.assert_allclose(data["max_score"], data["smoothed"].max(axis=0))
+    np.testing.assert_allclose(data["min_score"], data["smoothed"].min(axis=0))
+    for i in range(2):
+        kernel = np.ones(3) / 3
+        np.testing.assert_allclose(data["smoothed"][i], np.convolve(data["scores"][i], kernel, "valid"))
+        assert data["best_score"][i] == data["scores"][i].max()
+        assert data["best_episode"][i] == int(np.argmax(data["scores"][i])) + 1
+        assert (np.diff(data["steps"][i]) > 0).all()
+    assert data["config"]["agent"]["double"] == (variant != "dqn")
+    assert data["config"]["agent"]["prioritized"] == (variant == "per")
+    assert data["config"]["agent"]["dueling"] == (variant == "dueling")
+    assert set(data["versions"]) >= {"torch", "gymnasium", "numpy", "dqnrun"}
+    model = torch.load(run / "models" / "seed-3.pt", weights_only=True)
+    assert model["network"]["dueling"] == (variant == "dueling") and model["env_id"] == "CartPole-v1"
+    assert model["score"] == data["best_score"][0]
+    csv = (run / "metrics" / "seed-4.csv").read_text().splitlines()
+    assert len(csv) == 7 and csv[0].startswith("episode,env_steps")
+    assert yaml.safe_load((run / "config.yaml").read_text()) == data["config"]
+    assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
+    assert "saved" in result.output
+
+
+def test_combination_of_switches_trains(tiny_config, tmp_path):
+    path = tiny_config("combo", variant="dueling", agent={"prioritized": True, "memory_size": 500,
+                                                          "memory_start_size": 40, "batch_size": 16})
+    result = train(str(path), "--out", str(tmp_path), "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    data = joblib.load(tmp_path / "combo" / "results.joblib")
+    assert data["config"]["agent"]["prioritized"] and data["config"]["agent"]["dueling"]
+
+
+def test_same_numbers_with_one_or_two_jobs(tiny_config, tmp_path):
+    path = str(tiny_config("det", variant="per"))
+    a = train(path, "--out", str(tmp_path), "--name", "one", "--jobs", "1")
+    b = train(path, "--out", str(tmp_path), "--name", "two", "--jobs", "2")
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    one = joblib.load(tmp_path / "one" / "results.joblib")
+    two = joblib.load(tmp_path / "two" / "results.joblib")
+    for key in ("scores", "train_returns", "steps", "losses", "smoothed", "mean_score"):
+        np.testing.assert_array_equal(one[key], two[key])
+    for seed in (3, 4):
+        w1 = torch.load(tmp_path / "one" / "models" / f"seed-{seed}.pt", weights_only=True)["state_dict"]
+        w2 = torch.load(tmp_path / "two" / "models" / f"seed-{seed}.pt", weights_only=True)["state_dict"]
+        assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_a_seed_is_a_function_of_config_and_seed_only(tiny_config, tmp_path):
+    path = str(tiny_config("iso"))
+    train(path, "--out", str(tmp_path), "--name", "both", "--jobs", "1")
+    train(path, "--out", str(tmp_path), "--name", "alone", "--jobs", "1", "--seeds", "4")
+    both = joblib.load(tmp_path / "both" / "results.joblib")
+    alone = joblib.load(tmp_path / "alone" / "results.joblib")
+    np.testing.assert_array_equal(both["scores"][1], alone["scores"][0])
+
+
+def test_an_existing_run_is_never_overwritten(tiny_config, tmp_path):
+    path = str(tiny_config("keep"))
+    assert train(path, "--out", str(tmp_path), "--seeds", "3", "--jobs", "1").exit_code == 0
+    first = (tmp_path / "keep" / "results.joblib").read_bytes()
+    again = train(path, "--out", str(tmp_path), "--seeds", "3", "--jobs", "1")
+    assert again.exit_code == 0 and "already holds a run" in again.output
+    assert (tmp_path / "keep-2" / "results.joblib").exists()
+    assert (tmp_path / "keep" / "results.joblib").read_bytes() == first
+    forced = train(path, "--out", str(tmp_path), "--seeds", "4", "--jobs", "1", "--force")
+    assert forced.exit_code == 0
+    assert joblib.load(tmp_path / "keep" / "results.joblib")["seeds"] == [4]
+
+
+def test_max_steps_stops_a_seed_early(tiny_config, tmp_path):
+    path = str(tiny_config("short", max_steps=60, eval_episodes=0, episodes=50))
+    result = train(path, "--out", str(tmp_path), "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    data = joblib.load(tmp_path / "short" / "results.joblib")
+    for i in range(2):
+        n = data["episodes"][i]
+        assert n < 50 and data["steps"][i][n - 1] == 60
+        # with eval_episodes 0 the curve is the training return
+        np.testing.assert_array_equal(data["scores"][i][:n], data["train_returns"][i][:n])
+
+
+def test_seeds_and_episodes_options_override_the_file(tiny_config, tmp_path):
+    result = train(str(tiny_config()), "--out", str(tmp_path), "--seeds", "7", "--episodes", "4", "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    data = joblib.load(tmp_path / "tiny" / "results.joblib")
+    assert data["seeds"] == [7] and data["scores"].shape == (1, 4)
+
+
+def test_config_show_prints_the_resolved_config(tiny_config):
+    result = runner.invoke(app, ["config", "show", str(tiny_config()), "--set", "agent.tau=0.5"])
+    assert result.exit_code == 0
+    shown = yaml.safe_load(result.output)
+    assert shown["agent"]["tau"] == 0.5 and shown["agent"]["double"] is True and shown["name"] == "tiny"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "agent.gama=0.9"], "unknown key agent.'gama' (did you mean 'gamma'?)"),
+        (["--set", "agent.batch_size=big"], "agent.batch_size must be an integer, got 'big'"),
+        (["--set", "variant=rainbow"], "unknown variant 'rainbow'"),
+        (["--set", "env=CartPole-v9"], "unknown environment 'CartPole-v9' (did you mean 'CartPole-v1'?)"),
+        (["--set", "env=Pendulum-v1"], "has a Box action space; DQN needs a Discrete one"),
+        (["--set", "agent.memory_size=10"], "agent.batch_size (16) is larger than agent.memory_size (10)"),
+        (["--set", "agent.gamma=2"], "agent.gamma must be in [0, 1], got 2.0"),
+        (["--seeds", "1,x"], "--seeds '1,x': expected integers"),
+        (["--set", "nonsense"], "expected KEY=VALUE"),
+        (["--device", "tpu"], "--device 'tpu'"),
+        (["--jobs", "0"], "--jobs must be >= 1"),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(tiny_config, tmp_path, args, message):
+    result = train(str(tiny_config()), "--out", str(tmp_path), *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_missing_config_file(tmp_path):
+    result = train(str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 2 and "config file not found" in result.output

@@ -1,0 +1,118 @@
+from pathlib import Path
+
+import pytest
+
+from dqnrun.config import PRESETS, Config, apply_overrides, config_from_dict, describe_keys, load_config
+from dqnrun.errors import UserError
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_round_trips(path, tmp_path):
+    config = load_config(path)
+    again = tmp_path / "again.yaml"
+    again.write_text(config.to_yaml())
+    assert load_config(again) == config
+
+
+def test_shipped_configs_reproduce_the_lecture_defaults():
+    dqn, ddqn = load_config(CONFIGS / "dqn.yaml"), load_config(CONFIGS / "ddqn.yaml")
+    for c in (dqn, ddqn):
+        assert c.env == "CartPole-v1" and c.seeds == (12, 34, 56, 78, 90) and c.episodes == 250
+        a = c.agent
+        assert (a.memory_size, a.memory_start_size, a.batch_size, a.gamma) == (50_000, 320, 64, 1.0)
+        assert (a.target_update_steps, a.tau, a.optimizer) == (15, 1.0, "rmsprop")
+        assert (c.epsilon.max, c.epsilon.min, c.epsilon.decay_steps) == (1.0, 0.3, 20_000)
+        assert c.network.hidden == (512, 128) and c.eval_episodes == 5 and c.window == 25
+    assert dqn.agent.learning_rate == 0.0007 and not dqn.agent.double
+    assert ddqn.agent.learning_rate == 0.001 and ddqn.agent.double
+
+
+@pytest.mark.parametrize("variant", sorted(PRESETS))
+def test_presets_set_the_switch_defaults(variant):
+    config = config_from_dict({"variant": variant})
+    for key, value in PRESETS[variant].items():
+        assert getattr(config.agent, key) == value
+
+
+def test_a_switch_overrides_its_preset():
+    config = config_from_dict({"variant": "dueling", "agent": {"prioritized": True, "tau": 1.0}})
+    assert config.agent.dueling and config.agent.prioritized and config.agent.tau == 1.0
+
+
+def test_overrides_parse_yaml_values_and_create_sections():
+    raw = apply_overrides({"variant": "dqn"}, ["agent.learning_rate=5e-4", "seeds=[1, 2]", "per.beta_steps=null"])
+    assert raw == {"variant": "dqn", "agent": {"learning_rate": 5e-4}, "seeds": [1, 2], "per": {"beta_steps": None}}
+    config = config_from_dict(raw)
+    assert config.agent.learning_rate == 5e-4 and config.seeds == (1, 2)
+
+
+def test_config_is_frozen():
+    config = config_from_dict({"variant": "dqn"})
+    with pytest.raises(AttributeError):
+        config.episodes = 3  # type: ignore[misc]
+
+
+def test_integers_are_accepted_for_floats_but_not_the_reverse():
+    assert config_from_dict({"variant": "dqn", "agent": {"gamma": 1}}).agent.gamma == 1.0
+    with pytest.raises(UserError, match=r"agent.batch_size must be an integer, got 64.5"):
+        config_from_dict({"variant": "dqn", "agent": {"batch_size": 64.5}})
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"variant": "dqn", "agent": {"learnig_rate": 0.1}}, r"unknown key agent.'learnig_rate' \(did you mean 'learning_rate'\?\)"),
+        ({"variant": "dqn", "episode": 3}, r"unknown key 'episode' \(did you mean 'episodes'\?\)"),
+        ({"variant": "ddqm"}, r"unknown variant 'ddqm' \(did you mean 'ddqn'\?\)"),
+        ({"env": "CartPole-v1"}, r"missing key 'variant'"),
+        ({"variant": "dqn", "agent": {"gamma": 1.5}}, r"agent.gamma must be in \[0, 1\], got 1.5"),
+        ({"variant": "dqn", "agent": {"batch_size": 100, "memory_size": 50}}, r"batch_size \(100\) is larger than agent.memory_size \(50\)"),
+        ({"variant": "dqn", "agent": {"memory_size": -5}}, r"agent.memory_size must be >= 1, got -5"),
+        ({"variant": "dqn", "agent": {"double": "yes"}}, r"agent.double must be true or false, got 'yes'"),
+        ({"variant": "dqn", "seeds": [1, "a"]}, r"seeds\[1\] must be an integer"),
+        ({"variant": "dqn", "agent": 3}, r"agent must be a section"),
+        ({"variant": "dqn", "agent": {"optimizer": "adamw"}}, r"optimizer 'adamw' is unknown \(did you mean 'adam'\?\)"),
+        ({"variant": "dqn", "agent": {"tau": 0}}, r"agent.tau must be in \(0, 1\]"),
+        ({"variant": "dqn", "episodes": 10, "window": 25}, r"window \(25\) is longer than episodes \(10\)"),
+        ({"variant": "dqn", "epsilon": {"min": 0.5, "max": 0.2}}, r"0 <= min <= max <= 1"),
+    ],
+)
+def test_bad_values_are_one_line_errors(raw, message):
+    with pytest.raises(UserError, match=message) as info:
+        config_from_dict(raw)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "the file is empty"),
+        ("- 1\n- 2\n", "a config is a YAML mapping of keys, not a list"),
+        ("variant: [dqn\n", "invalid YAML at line"),
+    ],
+)
+def test_malformed_files(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        load_config(path)
+
+
+def test_name_defaults_to_the_file_stem(tmp_path):
+    path = tmp_path / "my-run.yaml"
+    path.write_text("variant: per\n")
+    assert load_config(path).name == "my-run"
+
+
+def test_every_key_is_documented():
+    rows = describe_keys()
+    assert len(rows) > 25
+    assert all(doc for _, _, doc in rows)
+    assert ("agent.tau", "1.0", "target update factor: 1.0 = hard copy, < 1 = Polyak averaging") in rows
+
+
+def test_default_config_matches_the_design_card():
+    config = Config(name="x", variant="ddqn")
+    assert config.seeds == (12, 34, 56, 78, 90) and config.agent.memory_size == 50_000

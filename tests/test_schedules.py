@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from dqnrun.schedules import EpsilonSchedule, linear, log_epsilons, per_beta
+
+
+def lecture_epsilons(max_, min_, decay_steps):
+    """The lecture's create_epsilons, verbatim."""
+    values = np.logspace(start=0, stop=-2, num=decay_steps, base=10)
+    values = (values - values.min()) / (values.max() - values.min())
+    return (max_ - min_) * values + min_
+
+
+def test_log_epsilons_equal_the_lecture():
+    np.testing.assert_array_equal(log_epsilons(1.0, 0.3, 20_000), lecture_epsilons(1.0, 0.3, 20_000))
+
+
+def test_epsilon_schedule_endpoints_and_tail():
+    eps = EpsilonSchedule(1.0, 0.3, 100)
+    assert eps(0) == 1.0
+    assert eps(99) == pytest.approx(0.3)
+    assert eps(100) == 0.3 and eps(10**9) == 0.3
+    values = [eps(t) for t in range(100)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+    # Log-space: after 1/2 of the steps, values are at 10^-1 of the way: (0.1 - 0.01) / 0.99.
+    mid = log_epsilons(1.0, 0.0, 201)[100]
+    assert mid == pytest.approx((0.1 - 0.01) / 0.99)
+
+
+def test_single_step_decay():
+    assert EpsilonSchedule(0.9, 0.1, 1)(0) == 0.9 and EpsilonSchedule(0.9, 0.1, 1)(1) == 0.1
+
+
+def test_linear_clips_progress():
+    assert linear(0.4, 1.0, -1) == 0.4
+    assert linear(0.4, 1.0, 0.5) == pytest.approx(0.7)
+    assert linear(0.4, 1.0, 2.0) == 1.0
+
+
+def test_per_beta_by_steps_or_by_run_progress():
+    assert per_beta(0.4, 1.0, step=500, beta_steps=1000, run_progress=0.0) == pytest.approx(0.7)
+    assert per_beta(0.4, 1.0, step=5000, beta_steps=1000, run_progress=0.0) == 1.0
+    assert per_beta(0.4, 1.0, step=10**6, beta_steps=None, run_progress=0.25) == pytest.approx(0.55)
