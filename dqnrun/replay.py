@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from dqnrun.sum_tree import MinTree, SumTree
+from dqnrun.sum_tree import MinTree, SumTree, level_sizes
 
 
 class Batch(NamedTuple):
@@ -90,15 +90,16 @@ class PrioritizedSampler:
     def state_dict(self) -> dict:
         return {
             "rng": self.rng.bit_generator.state,
-            "sums": self.sums.nodes.copy(),
-            "mins": self.mins.nodes.copy(),
+            "sums": [level.copy() for level in self.sums.levels],
+            "mins": [level.copy() for level in self.mins.levels],
             "max_priority": self.max_priority,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
-        self.sums.nodes[:] = state["sums"]
-        self.mins.nodes[:] = state["mins"]
+        for tree, levels in ((self.sums, state["sums"]), (self.mins, state["mins"])):
+            for level, saved in zip(tree.levels, levels):
+                level[:] = saved
         self.max_priority = float(state["max_priority"])
 
 
@@ -178,7 +179,7 @@ class ReplayMemory:
 def replay_bytes(capacity: int, obs_dim: int, prioritized: bool) -> int:
     """Memory the replay will allocate, computed before allocating it."""
     per_transition = 2 * obs_dim * 4 + 8 + 4 + 4
-    trees = 2 * 2 * (1 << max(0, (capacity - 1).bit_length())) * 8 if prioritized else 0
+    trees = 2 * sum(level_sizes(capacity)) * 8 if prioritized else 0
     return capacity * per_transition + trees
 
 

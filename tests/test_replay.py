@@ -126,4 +126,6 @@ def test_replay_bytes_counts_the_arrays():
     arrays = memory.obs.nbytes + memory.next_obs.nbytes + memory.actions.nbytes + memory.rewards.nbytes
     arrays += memory.terminated.nbytes
     assert replay_bytes(1000, 4, prioritized=False) == arrays
-    assert replay_bytes(1000, 4, prioritized=True) == arrays + 2 * 2 * 1024 * 8
+    per = filled(0, capacity=1000, obs_dim=4, prioritized=True).sampler
+    trees = sum(level.nbytes for tree in (per.sums, per.mins) for level in tree.levels)
+    assert replay_bytes(1000, 4, prioritized=True) == arrays + trees
