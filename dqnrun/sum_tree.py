@@ -58,7 +58,7 @@ class SegmentTree:
         self.leaves[idx] = values
         for d in range(self.depth - 1, -1, -1):
             idx = idx // self.k  # repeated parents recompute the same value
-            self.levels[d][idx] = self.op.reduce(self.rows[d][idx], axis=1)
+            self.levels[d][idx] = self.op.reduce(self.rows[d].take(idx, axis=0), axis=1)
 
     def __getitem__(self, indices: np.ndarray) -> np.ndarray:
         return self.leaves[np.asarray(indices, dtype=np.int64)]
@@ -88,12 +88,12 @@ class SumTree(SegmentTree):
         rows = np.arange(len(targets))
         idx = np.zeros(len(targets), dtype=np.int64)
         for d in range(self.depth):
-            children = self.rows[d][idx]  # (B, k)
+            children = self.rows[d].take(idx, axis=0)  # (B, k)
             cums = np.cumsum(children, axis=1)
-            # Clip into [0, this node's total): the first child whose running sum exceeds the
-            # target then has positive mass, whatever rounding did on the way down.
-            targets = np.clip(targets, 0.0, cums[:, -1] * (1.0 - 1e-12))
-            j = np.count_nonzero(cums <= targets[:, None], axis=1)
+            # Keep each target inside [0, this node's total): the first child whose running sum
+            # exceeds it then has positive mass, whatever rounding did on the way down.
+            targets = np.maximum(np.minimum(targets, cums[:, -1] * (1.0 - 1e-12)), 0.0)
+            j = np.argmax(cums > targets[:, None], axis=1)
             targets = targets - (cums[rows, j] - children[rows, j])
             idx = idx * self.k + j
         return idx
