@@ -203,6 +203,242 @@ def config_keys() -> None:
     console.print(table)
 
 
+# ---------------------------------------------------------------------------------------------
+# compare, plot, list
+
+RUNS_HELP = "Run directories, results.joblib files or globs [default: every run under --root]."
+
+
+def load_runs(args: list[str], root: Path) -> list[Any]:
+    from dqnrun.results import load_run, resolve_runs
+
+    return [load_run(p) for p in resolve_runs(args, root)]
+
+
+def alignment(runs: list[Any]) -> tuple[int | None, list[str]]:
+    """The common length of `runs` and notes about what differs between them."""
+    from dqnrun.stats import run_length
+
+    notes = []
+    envs = sorted({r.get("env_id") for r in runs if not r.is_lecture})
+    if len(envs) > 1:
+        notes.append(f"runs are on different environments ({', '.join(envs)}): their scores are not comparable")
+    lengths = {r.name: run_length(r) for r in runs}
+    length = None
+    if len(set(lengths.values())) > 1:
+        length = min(lengths.values())
+        detail = ", ".join(f"{k} {v}" for k, v in lengths.items())
+        notes.append(f"runs differ in length ({detail}): all compared over the first {length} episodes")
+    return length, notes
+
+
+def default_plot_path(root: Path, runs: list[Any]) -> Path:
+    stem = "-vs-".join(r.name for r in runs)[:80]
+    path = root / f"{stem}.png"
+    k = 2
+    while path.exists():
+        path = root / f"{stem}-{k}.png"
+        k += 1
+    return path
+
+
+def draw(runs: list[Any], out: Path, x: str, title: Optional[str], length: Optional[int]) -> list[str]:
+    from dqnrun.plots import learning_curves, save_figure
+
+    if x not in ("episodes", "steps"):
+        raise UserError(f"--x {x!r}: expected episodes or steps")
+    fig, notes = learning_curves(runs, x=x, title=title, length=length)
+    save_figure(fig, out)
+    return notes
+
+
+@app.command()
+@user_errors
+def plot(
+    runs: List[str] = typer.Argument(None, metavar="RUN...", help=RUNS_HELP),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Figure file: .png, .svg or .pdf [default: results/A-vs-B.png]."),
+    x: str = typer.Option("episodes", "--x", help="x axis: episodes or steps (mean env steps across seeds)."),
+    title: Optional[str] = typer.Option(None, help="Figure title [default: the run names]."),
+    root: Path = typer.Option(Path("results"), help="Where runs are looked for when none is named."),
+) -> None:
+    """Draw learning curves: per run the mean (thick), min and max (thin) of the smoothed scores.
+
+    [b]Examples[/b]
+
+      dqnrun plot results/dqn results/ddqn -o dqn-vs-ddqn.png
+
+      dqnrun plot 'results/*' --x steps -o all.svg
+    """
+    from dqnrun.console import console
+
+    loaded = load_runs(runs or [], root)
+    length, notes = alignment(loaded)
+    out = output or default_plot_path(root, loaded)
+    notes += draw(loaded, out, x, title, length)
+    for note in notes:
+        console.print(f"[yellow]note: {note}[/yellow]")
+    console.print(f"wrote [bold]{out}[/bold]")
+
+
+@app.command()
+@user_errors
+def compare(
+    runs: List[str] = typer.Argument(None, metavar="RUN...", help=RUNS_HELP),
+    last: Optional[int] = typer.Option(None, help="Final score = mean of the last N raw scores [default: the run's window]."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, markdown or csv."),
+    plot_file: Optional[Path] = typer.Option(None, "--plot", help="Also draw the learning curves to this file."),
+    root: Path = typer.Option(Path("results"), help="Where runs are looked for when none is named."),
+) -> None:
+    """Compare saved runs: final score with a 95% bootstrap CI, IQM, episodes to the reward
+    threshold, area under the curve, and the probability of improvement over the first run.
+
+    [b]Examples[/b]
+
+      dqnrun compare
+
+      dqnrun compare results/dqn results/ddqn --format markdown
+    """
+    import math
+
+    from dqnrun.console import console, err_console, fmt_seconds
+    from dqnrun.stats import probability_of_improvement, summarize
+
+    if fmt not in ("table", "markdown", "csv"):
+        raise UserError(f"--format {fmt!r}: expected table, markdown or csv")
+    if last is not None and last < 1:
+        raise UserError(f"--last must be >= 1, got {last}")
+    loaded = load_runs(runs or [], root)
+    length, notes = alignment(loaded)
+    thresholds = {r.get("reward_threshold") for r in loaded if not r.is_lecture}
+    threshold = thresholds.pop() if len(thresholds) == 1 else None
+    summaries = [summarize(r, last, length, threshold) for r in loaded]
+
+    def num(v: float, digits: int = 1) -> str:
+        return "-" if v is None or not math.isfinite(v) else f"{v:,.{digits}f}"
+
+    envs = {s.env_id for s in summaries if not s.lecture}
+    one_env = len(envs) == 1
+    target = f"to {num(threshold, 0)}" if threshold is not None else "to threshold"
+    headers = ["run", "variant", *([] if one_env else ["env"]), "seeds", "episodes", "final [95% CI]", "IQM",
+               "best", target, "AUC", "env steps", "wall/seed"]
+    with_poi = len(summaries) > 1
+    if with_poi:
+        headers.append(f"P(>{summaries[0].name})")
+    rows = []
+    for s in summaries:
+        reached = num(s.to_threshold, 0)
+        if s.never and s.never == s.n_seeds:
+            reached = "never"
+        elif s.never:
+            reached += f" ({s.never} never)"
+        final = num(s.final_mean)
+        if s.final_ci is not None:
+            final += f" [{num(s.final_ci[0])}, {num(s.final_ci[1])}]"
+        row = [s.name, s.variant, *([] if one_env else [s.env_id]),
+               "-" if s.n_seeds is None else str(s.n_seeds), str(s.episodes), final,
+               num(s.iqm), num(s.best), reached, num(s.auc), num(s.env_steps, 0),
+               "-" if not math.isfinite(s.wall_time) else fmt_seconds(s.wall_time)]
+        if with_poi:
+            first = summaries[0]
+            if s is first or s.final_per_seed is None or first.final_per_seed is None:
+                row.append("-")
+            else:
+                row.append(f"{probability_of_improvement(s.final_per_seed, first.final_per_seed):.2f}")
+        rows.append(row)
+    if any(s.lecture for s in summaries):
+        notes.append("lecture result files hold only smoothed max/min/mean curves: their final score and AUC "
+                     "come from the mean curve, and seeds, IQM, CI, steps and time are unknown")
+    if fmt == "csv":
+        import csv
+        import sys
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(rows)
+    elif fmt == "markdown":
+        typer.echo("| " + " | ".join(headers) + " |")
+        typer.echo("|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|")
+        for row in rows:
+            typer.echo("| " + " | ".join(row) + " |")
+    else:
+        from rich.table import Table
+
+        from rich import box
+
+        n_last = f"last {last}" if last else "last window of"
+        where = f" on {envs.pop()}" if one_env else ""
+        table = Table(title=f"runs{where}; final = mean of the {n_last} scores per seed; "
+                            "P(>A) = probability of improvement over A", title_justify="left", box=box.SIMPLE_HEAD)
+        for i, h in enumerate(headers):
+            table.add_column(h, justify="left" if i < 2 else "right", no_wrap=i == 0)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    if plot_file is not None:
+        notes += draw(loaded, plot_file, "episodes", None, length)
+    out = console if fmt == "table" else err_console
+    for note in notes:
+        out.print(f"[yellow]note: {note}[/yellow]")
+    if plot_file is not None:
+        out.print(f"wrote [bold]{plot_file}[/bold]")
+
+
+@app.command("list")
+@user_errors
+def list_runs(
+    root: Path = typer.Argument(Path("results"), metavar="[DIR]", help="Directory of runs [default: results]."),
+) -> None:
+    """List saved runs: name, variant, environment, seeds, episodes, created, final score."""
+    import math
+
+    import joblib
+    from rich.table import Table
+
+    from dqnrun.console import console
+    from dqnrun.results import find_runs, load_run
+    from dqnrun.stats import summarize
+
+    if not root.is_dir():
+        raise UserError(f"no such directory: {root}")
+    found = find_runs(root)
+    if not found:
+        raise UserError(f"no runs under {root}/; train one with `dqnrun train configs/ddqn.yaml`")
+    from rich import box
+
+    table = Table(title=str(root), title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("run", "variant", "env", "seeds", "episodes", "created", "final score", "status"):
+        table.add_column(col, justify="right" if col in ("seeds", "episodes", "final score") else "left")
+    for path in found:
+        if path.is_dir() and not (path / "results.joblib").exists():
+            import yaml
+
+            try:
+                cfg = yaml.safe_load((path / "config.yaml").read_text())
+                seeds = cfg.get("seeds", [])
+                done = len(list((path / "seeds").glob("seed-*.joblib")))
+                table.add_row(path.name, str(cfg.get("variant", "?")), str(cfg.get("env", "?")), str(len(seeds)),
+                              str(cfg.get("episodes", "?")), "-", "-",
+                              f"unfinished: {done}/{len(seeds)} seeds (dqnrun train --resume {path})")
+            except (OSError, yaml.YAMLError, AttributeError):
+                table.add_row(path.name, "?", "?", "?", "?", "-", "-", "unreadable")
+            continue
+        try:
+            run = load_run(path)
+        except UserError as exc:
+            table.add_row(path.name, "?", "?", "?", "?", "-", "-", f"unreadable: {exc}")
+            continue
+        s = summarize(run, None)
+        final = "-" if not math.isfinite(s.final_mean) else f"{s.final_mean:.1f}"
+        created = str(run.get("created", "-")).replace("T", " ")[:16]
+        statuses = run.get("status", [])
+        status = "lecture file" if run.is_lecture else (
+            "complete" if all(x == "complete" for x in statuses)
+            else ", ".join(f"{seed}: {x}" for seed, x in zip(run.get("seeds"), statuses) if x != "complete"))
+        table.add_row(run.name, s.variant, s.env_id, "-" if s.n_seeds is None else str(s.n_seeds),
+                      str(s.episodes), created, final, status)
+    console.print(table)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

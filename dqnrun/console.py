@@ -12,8 +12,19 @@ from rich.text import Text
 
 from dqnrun.trainer import EpisodeEnd, Event, SeedEnd
 
-console = Console()
-err_console = Console(stderr=True)
+def _console(stderr: bool = False) -> Console:
+    """A console that, when piped, is wide enough for the compare table instead of 80 columns."""
+    import os
+    import sys
+
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (hasattr(stream, "isatty") and stream.isatty())
+    width = 160 if piped and "COLUMNS" not in os.environ else None
+    return Console(stderr=stderr, width=width)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 def fmt_score(x: float) -> str:

@@ -30,6 +30,7 @@ from dqnrun.envs import env_info
 from dqnrun.errors import UserError
 from dqnrun.networks import NetworkSpec
 from dqnrun.replay import replay_bytes
+from dqnrun.smoothing import aggregate, smooth
 from dqnrun.results import (
     MODEL_FORMAT,
     RESULT_FORMAT,
@@ -39,21 +40,6 @@ from dqnrun.results import (
     write_with,
 )
 from dqnrun.trainer import CHECKPOINT_FORMAT, Event, SeedEnd, SeedResult, train_seed
-
-
-def smooth(scores: np.ndarray, window: int) -> np.ndarray:
-    """The lecture's sliding mean: np.convolve(scores, ones(w) / w, 'valid'), len - w + 1 points."""
-    scores = np.asarray(scores, dtype=float)
-    if len(scores) < window:
-        return np.empty(0)
-    return np.convolve(scores, np.ones(window) / window, mode="valid")
-
-
-def aggregate(curves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Max, min and mean across seeds, point by point, over the shortest curve's length."""
-    n = min(len(c) for c in curves)
-    stacked = np.stack([np.asarray(c[:n], dtype=float) for c in curves])
-    return stacked.max(axis=0), stacked.min(axis=0), stacked.mean(axis=0)
 
 
 def pad(rows: list[list[float]] | list[np.ndarray]) -> np.ndarray:
