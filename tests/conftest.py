@@ -36,3 +36,25 @@ def tiny_config(tmp_path: Path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """Two tiny finished runs (dqn, per) and a lecture-format file under one results directory."""
+    import joblib
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from dqnrun.cli import app
+
+    root = tmp_path_factory.mktemp("runs")
+    results = root / "results"
+    for variant in ("dqn", "per"):
+        raw = {**TINY, "variant": variant, "name": variant}
+        path = root / f"{variant}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        result = CliRunner().invoke(app, ["train", str(path), "--out", str(results), "--jobs", "1"])
+        assert result.exit_code == 0, result.output
+    curve = np.linspace(10, 500, 4)
+    joblib.dump({"max_score": curve + 5, "min_score": curve - 5, "mean_score": curve}, results / "nfq_results.joblib")
+    return results
