@@ -439,6 +439,96 @@ def list_runs(
     console.print(table)
 
 
+# ---------------------------------------------------------------------------------------------
+# watch, evaluate
+
+
+@app.command()
+@user_errors
+def watch(
+    run: Path = typer.Argument(..., metavar="RUN", help="Run directory, e.g. results/ddqn."),
+    seed: Optional[int] = typer.Option(None, help="Model of this seed [default: the seed with the best score]."),
+    episodes: int = typer.Option(1, "--episodes", "-n", help="Greedy episodes to play."),
+    fps: Optional[int] = typer.Option(None, help="Frames per second [default: the environment's]."),
+    record: Optional[Path] = typer.Option(None, help="Write a .gif or .mp4 instead of opening a window (no display needed)."),
+    scale: float = typer.Option(1.0, help="Resize recorded frames by this factor, e.g. 0.5."),
+    env_seed: int = typer.Option(0, help="Seed of the episodes' initial states."),
+) -> None:
+    """Play a saved policy in a window, or record it to a GIF or MP4.
+
+    [b]Examples[/b]
+
+      dqnrun watch results/ddqn
+
+      dqnrun watch results/ddqn --record ddqn.gif --episodes 2
+    """
+    from dqnrun.console import console
+    from dqnrun.watch import best_policy, play
+    from dqnrun.watch import record as record_policy
+
+    if episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {episodes}")
+    if fps is not None and fps < 1:
+        raise UserError(f"--fps must be >= 1, got {fps}")
+    if not 0 < scale <= 4:
+        raise UserError(f"--scale must be in (0, 4], got {scale}")
+    policy = best_policy(run, seed)
+    console.print(f"{run}: seed {policy.seed} ({policy.variant}, best score {policy.score:g} "
+                  f"at episode {policy.episode}) on {policy.env_id}")
+
+    def report(episode: int, total: float, length: int) -> None:
+        console.print(f"episode {episode}: return {total:g}, {length} steps")
+
+    if record is not None:
+        frames = record_policy(policy, record, episodes, fps, env_seed, scale, report)
+        console.print(f"wrote [bold]{record}[/bold] ({frames} frames)")
+    else:
+        play(policy, episodes, fps, env_seed, report)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    run: Path = typer.Argument(..., metavar="RUN", help="Run directory, e.g. results/ddqn."),
+    episodes: int = typer.Option(100, "--episodes", "-n", help="Greedy episodes per model, run as one batch."),
+    seed: Optional[int] = typer.Option(None, help="Only the model of this seed [default: every seed's]."),
+    env_seed: int = typer.Option(0, help="Seed of the episodes' initial states (the same for every model)."),
+) -> None:
+    """Measure saved policies: greedy returns per seed's best model, and their mean.
+
+    [b]Example[/b]
+
+      dqnrun evaluate results/ddqn --episodes 100
+    """
+    from rich import box
+    from rich.table import Table
+
+    from dqnrun.console import console
+    from dqnrun.watch import evaluate_policy, policies
+
+    if episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {episodes}")
+    loaded = policies(run, seed)
+    console.print(f"{run}: {episodes} greedy episodes per saved model on {loaded[0].env_id}, "
+                  f"initial states from --env-seed {env_seed}")
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("seed", "mean", "std", "min", "max"):
+        table.add_column(col, justify="right")
+    means = []
+    for policy in loaded:
+        returns = evaluate_policy(policy, episodes, env_seed)
+        means.append(returns.mean())
+        table.add_row(str(policy.seed), f"{returns.mean():.1f}", f"{returns.std():.1f}",
+                      f"{returns.min():g}", f"{returns.max():g}")
+    if len(means) > 1:
+        import numpy as np
+
+        table.add_section()
+        table.add_row("all", f"{np.mean(means):.1f}", f"{np.std(means):.1f}", f"{np.min(means):.1f}",
+                      f"{np.max(means):.1f}")
+    console.print(table)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -18,6 +18,9 @@ import numpy as np
 
 from dqnrun.errors import UserError
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 RESULT_FORMAT = "dqnrun-run"
 MODEL_FORMAT = "dqnrun-model"
 RESULTS_FILE = "results.joblib"
@@ -34,8 +37,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The temporary name keeps the real suffix for writers that choose a format by it.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file should look like any other
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:

@@ -77,10 +77,11 @@ class SeedResult:
         return cls(**state)
 
 
-def evaluate(agent: Agent, envs: list[gym.Env], seeds: list[int]) -> np.ndarray:
-    """Greedy returns of one episode per environment, all stepped together.
+def evaluate(policy: Callable[[np.ndarray], np.ndarray], envs: list[gym.Env], seeds: list[int]) -> np.ndarray:
+    """Returns of one episode per environment under `policy`, all stepped together.
 
-    One forward pass per step serves every still-running episode, instead of one per state.
+    `policy` maps a batch of observations to actions (e.g. `Agent.greedy`): one forward pass
+    per step serves every still-running episode, instead of one per state.
     """
     n = len(envs)
     obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)]).astype(np.float32)
@@ -88,7 +89,7 @@ def evaluate(agent: Agent, envs: list[gym.Env], seeds: list[int]) -> np.ndarray:
     running = np.ones(n, dtype=bool)
     while running.any():
         live = np.flatnonzero(running)
-        actions = agent.greedy(obs[live])
+        actions = policy(obs[live])
         for i, action in zip(live, actions):
             next_obs, reward, terminated, truncated, _ = envs[i].step(int(action))
             returns[i] += float(reward)
@@ -191,7 +192,7 @@ def train_seed(
 
             if config.eval_episodes:
                 seeds = seeding.env_seeds(rngs.evaluation, config.eval_episodes)
-                score = float(evaluate(agent, eval_envs, seeds).mean())
+                score = float(evaluate(agent.greedy, eval_envs, seeds).mean())
             else:
                 score = episode_return
             mean_loss = float(loss_sum) / updates if updates else math.nan

@@ -1,0 +1,109 @@
+"""`dqnrun watch` and `dqnrun evaluate`: recording, exact evaluation, errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from chain_env import register
+from dqnrun.cli import app
+from dqnrun.networks import NetworkSpec, QNetwork
+
+runner = CliRunner()
+
+
+def save_model(path: Path, env_id: str, seed: int, preferred: int, obs_dim: int = 1, score: float = 10.0):
+    spec = NetworkSpec(obs_dim, 2, (4,), False)
+    net = QNetwork(spec)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.head.bias[preferred] = 5.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": "dqnrun-model", "state_dict": net.state_dict(), "network": spec.to_dict(),
+                "env_id": env_id, "variant": "ddqn", "seed": seed, "score": score, "episode": 3}, path)
+
+
+@pytest.fixture
+def chain_run(tmp_path):
+    env_id = register()
+    run = tmp_path / "chain"
+    save_model(run / "models" / "seed-1.pt", env_id, 1, preferred=1, score=10.0)
+    save_model(run / "models" / "seed-2.pt", env_id, 2, preferred=0, score=0.0)
+    return run
+
+
+def test_evaluate_gives_the_exact_returns_of_a_deterministic_env(chain_run):
+    result = runner.invoke(app, ["evaluate", str(chain_run), "--episodes", "7"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines() if line.strip()[:1].isalnum()}
+    assert rows["1"] == ["10.0", "0.0", "10", "10"]
+    assert rows["2"] == ["0.0", "0.0", "0", "0"]
+    assert rows["all"] == ["5.0", "5.0", "0.0", "10.0"]
+
+
+def test_evaluate_one_seed(chain_run):
+    result = runner.invoke(app, ["evaluate", str(chain_run), "--seed", "2", "-n", "3"])
+    assert result.exit_code == 0 and "all" not in result.output
+
+
+def test_record_a_gif_headless_and_read_it_back(chain_run, tmp_path):
+    out = tmp_path / "chain.gif"
+    result = runner.invoke(app, ["watch", str(chain_run), "--record", str(out), "--episodes", "2"])
+    assert result.exit_code == 0, result.output
+    assert "seed 1" in result.output  # the best seed by score
+    assert result.output.count("return 10, 10 steps") == 2
+    gif = Image.open(out)
+    assert gif.size == (60, 40)
+    assert gif.n_frames == 2 * 11  # the reset frame and one per step, per episode
+
+
+def test_record_a_trained_cartpole_policy_scaled(trained, tmp_path):
+    out = tmp_path / "cartpole.gif"
+    result = runner.invoke(app, ["watch", str(trained / "dqn"), "--record", str(out), "--scale", "0.25", "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    steps = int(result.output.split(" steps")[0].split(", ")[-1])
+    gif = Image.open(out)
+    assert gif.size == (150, 100) and gif.n_frames == steps + 1
+
+
+def test_watch_without_display_suggests_record(chain_run, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = runner.invoke(app, ["watch", str(chain_run)])
+    assert result.exit_code == 2
+    assert "no display here" in result.output and "--record" in result.output
+
+
+@pytest.mark.parametrize(
+    "setup, args, message",
+    [
+        ("none", ["evaluate", "{run}"], "has no saved models"),
+        ("corrupt", ["evaluate", "{run}"], "is truncated or not a dqnrun model file"),
+        ("foreign", ["watch", "{run}", "--record", "{tmp}/x.gif"], "is not a dqnrun model file"),
+        ("mismatch", ["evaluate", "{run}"], "was trained for 3 observations and 2 actions, but CartPole-v1 has 4 and 2"),
+        ("ok", ["evaluate", "{run}", "--seed", "9"], "has no model for seed 9 (seeds: 1)"),
+        ("ok", ["watch", "{run}", "--record", "{tmp}/x.avi"], "use a .gif or .mp4"),
+        ("ok", ["evaluate", "{tmp}/nowhere"], "no such run"),
+        ("ok", ["evaluate", "{run}", "-n", "0"], "--episodes must be >= 1"),
+    ],
+)
+def test_model_mistakes_exit_2(tmp_path, setup, args, message):
+    run = tmp_path / "run"
+    model = run / "models" / "seed-1.pt"
+    (run / "models").mkdir(parents=True)
+    if setup == "ok":
+        save_model(model, register(), 1, preferred=1)
+    elif setup == "corrupt":
+        save_model(model, register(), 1, preferred=1)
+        model.write_bytes(model.read_bytes()[:100])
+    elif setup == "foreign":
+        torch.save({"weights": torch.zeros(3)}, model)
+    elif setup == "mismatch":
+        save_model(model, "CartPole-v1", 1, preferred=1, obs_dim=3)
+    result = runner.invoke(app, [a.format(run=run, tmp=tmp_path) for a in args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
