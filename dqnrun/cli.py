@@ -151,8 +151,13 @@ def train(
     )
     display = TrainingDisplay(title=f"{config.name} ({config.variant}, {config.env})", seeds=todo,
                               episodes=config.episodes)
-    with LiveTraining(display) as live:
-        statuses = experiment.run_seeds(config, todo, spec, run_dir, n_jobs, dev, live.handle)
+    try:
+        with LiveTraining(display) as live:
+            statuses = experiment.run_seeds(config, todo, spec, run_dir, n_jobs, dev, live.handle)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]aborted: progress since each seed's last checkpoint is lost; "
+                      f"continue with `dqnrun train --resume {run_dir}`[/yellow]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     unfinished = [s for s in config.seeds if s in statuses and statuses[s] == "interrupted"] + [
         s for s in todo if s not in statuses
     ]
@@ -415,7 +420,7 @@ def list_runs(
             try:
                 cfg = yaml.safe_load((path / "config.yaml").read_text())
                 seeds = cfg.get("seeds", [])
-                done = len(list((path / "seeds").glob("seed-*.joblib")))
+                done = len(list((path / "seeds").glob("seed-*.joblib"))) if (path / "seeds").is_dir() else 0
                 table.add_row(path.name, str(cfg.get("variant", "?")), str(cfg.get("env", "?")), str(len(seeds)),
                               str(cfg.get("episodes", "?")), "-", "-",
                               f"unfinished: {done}/{len(seeds)} seeds (dqnrun train --resume {path})")

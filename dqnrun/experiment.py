@@ -138,6 +138,8 @@ class Channel:
 
 def run_seed(config: Config, seed: int, spec: NetworkSpec, device: str, run_dir: Path, channel: Channel) -> str:
     """Worker entry point: train (or resume) one seed and save its files. Returns its status."""
+    if channel.stop.is_set():  # stopped before this seed began: it stays as it was
+        return "interrupted"
     if channel.in_subprocess:
         # The main process decides when to stop (it owns Ctrl-C and SIGTERM); workers finish
         # their episode, checkpoint and return.
@@ -160,6 +162,13 @@ def run_seed(config: Config, seed: int, spec: NetworkSpec, device: str, run_dir:
     if result.status in ("complete", "diverged"):
         save_seed(run_dir, config, spec, result)
     return result.status
+
+
+def channel_stopped(channel: Channel) -> bool:
+    try:
+        return bool(channel.stop.is_set())
+    except (OSError, EOFError):  # the manager is gone
+        return True
 
 
 def run_seeds(
@@ -202,8 +211,12 @@ def run_seeds(
         finally:
             channel.events.put(None)
 
+    # The handler only flips a local flag: a manager proxy must not be called from a signal
+    # handler, which may interrupt this thread in the middle of another proxy call.
+    stop_requested = threading.Event()
+
     def request_stop(signum: int, frame: Any) -> None:
-        channel.stop.set()
+        stop_requested.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C forces it
 
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -214,7 +227,11 @@ def run_seeds(
     worker = threading.Thread(target=work, name="dqnrun-seeds", daemon=True)
     try:
         worker.start()
+        forwarded = False
         while True:
+            if stop_requested.is_set() and not forwarded:
+                channel.stop.set()
+                forwarded = True
             try:
                 event = channel.events.get(timeout=0.2)
             except queue.Empty:
@@ -227,9 +244,10 @@ def run_seeds(
         if in_main:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+        stopped = channel_stopped(channel)
         if manager is not None:
             manager.shutdown()
-    if failure:
+    if failure and not stopped:
         raise failure[0]
     return statuses
 
@@ -271,9 +289,13 @@ def assemble(run_dir: Path, config: Config, device: str) -> dict[str, Any]:
     results = [SeedResult.from_state({**joblib.load(seed_paths(run_dir, s)["result"]), "best_state": None})
                for s in config.seeds]
     lengths = [len(r.scores) for r in results]
-    window = min([config.window, *lengths])  # max_steps can leave a seed with fewer episodes
+    # The lecture's max/min/mean curves come from the seeds that trained to the end; a seed
+    # that diverged stops early and would cut every curve short. (If all diverged: all of them.)
+    pooled = [r for r in results if r.status == "complete"] or results
+    # max_steps can end a seed after fewer episodes than the window.
+    window = max(1, min([config.window, *(len(r.scores) for r in pooled)]))
     smoothed = [smooth(np.asarray(r.scores), window) for r in results]
-    max_score, min_score, mean_score = aggregate(smoothed)
+    max_score, min_score, mean_score = aggregate([smooth(np.asarray(r.scores), window) for r in pooled])
     info = env_info(config.env)
     data = {
         # The lecture's keys, so its notebook plots still work.
@@ -293,6 +315,7 @@ def assemble(run_dir: Path, config: Config, device: str) -> dict[str, Any]:
         "best_episode": np.array([r.best_episode for r in results]),
         "wall_time": np.array([r.wall_time for r in results]),
         "status": [r.status for r in results],
+        "aggregated_seeds": [r.seed for r in pooled],
         "diverged": [r.diverged for r in results],
         "seeds": list(config.seeds),
         "variant": config.variant,
@@ -305,6 +328,9 @@ def assemble(run_dir: Path, config: Config, device: str) -> dict[str, Any]:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_joblib(run_dir / RESULTS_FILE, data)
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+        checkpoints.rmdir()
     return data
 
 

@@ -129,8 +129,7 @@ def load_run(path: str | Path) -> Run:
     if path.is_dir():
         file = path / RESULTS_FILE
         if not file.exists():
-            seeds = path / "seeds"
-            if seeds.is_dir():
+            if (path / "config.yaml").exists():
                 raise UserError(
                     f"{path} is an unfinished run (no {RESULTS_FILE} yet); "
                     f"finish it with `dqnrun train --resume {path}`"
@@ -167,7 +166,7 @@ def resolve_runs(args: list[str], root: str | Path = "results") -> list[Path]:
     With no arguments: every run under `root`. Missing paths and empty globs are UserErrors.
     """
     if not args:
-        found = find_runs(root)
+        found = [p for p in find_runs(root) if p.is_file() or (p / RESULTS_FILE).exists()]
         if not found:
             raise UserError(f"no runs under {root}/; train one with `dqnrun train configs/ddqn.yaml`")
         return found
@@ -195,7 +194,7 @@ def find_runs(root: str | Path) -> list[Path]:
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.is_dir() and ((entry / RESULTS_FILE).exists() or (entry / "seeds").is_dir()):
+        if entry.is_dir() and ((entry / RESULTS_FILE).exists() or (entry / "config.yaml").exists()):
             found.append(entry)
         elif entry.is_file() and entry.suffix == ".joblib":
             found.append(entry)
