@@ -7,6 +7,7 @@ progress goes out as events, checkpoints as dicts handed to a callback.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -139,7 +140,8 @@ def train_seed(
         step = int(resume["step"])
 
     def checkpoint() -> dict[str, Any]:
-        return {
+        """A snapshot of the whole state, sharing no object with the running seed."""
+        return copy.deepcopy({
             "format": CHECKPOINT_FORMAT,
             "seed": seed,
             "config": config.to_dict(),
@@ -153,7 +155,7 @@ def train_seed(
                 "evaluation": rngs.evaluation.bit_generator.state,
             },
             "result": result.to_state(),
-        }
+        })
 
     started = time.perf_counter() - result.wall_time
     result.status = "running"

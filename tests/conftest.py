@@ -7,17 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-TINY = {
-    "variant": "ddqn",
-    "env": "CartPole-v1",
-    "seeds": [3, 4],
-    "episodes": 6,
-    "eval_episodes": 2,
-    "window": 3,
-    "agent": {"memory_size": 500, "memory_start_size": 40, "batch_size": 16},
-    "epsilon": {"decay_steps": 200},
-    "network": {"hidden": [32]},
-}
+from tests_helpers import TINY_RAW
+
+TINY = TINY_RAW
 
 
 @pytest.fixture
