@@ -339,8 +339,10 @@ def compare(
         final = num(s.final_mean)
         if s.final_ci is not None:
             final += f" [{num(s.final_ci[0])}, {num(s.final_ci[1])}]"
-        row = [s.name, s.variant, *([] if one_env else [s.env_id]),
-               "-" if s.n_seeds is None else str(s.n_seeds), str(s.episodes), final,
+        seeds = "-" if s.n_seeds is None else str(s.n_seeds)
+        if s.diverged:
+            seeds += f" ({s.diverged} diverged)"
+        row = [s.name, s.variant, *([] if one_env else [s.env_id]), seeds, str(s.episodes), final,
                num(s.iqm), num(s.best), reached, num(s.auc), num(s.env_steps, 0),
                "-" if not math.isfinite(s.wall_time) else fmt_seconds(s.wall_time)]
         if with_poi:

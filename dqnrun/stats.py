@@ -86,6 +86,7 @@ class Summary:
     env_steps: float
     wall_time: float
     lecture: bool
+    diverged: int = 0  # seeds stopped by a non-finite loss or Q-value
 
 
 def run_window(run: Run) -> int:
@@ -154,4 +155,5 @@ def summarize(run: Run, last: int | None, length: int | None = None, threshold: 
         never=int(np.isnan(reached).sum()) if threshold is not None else None,
         auc=float(smoothed.mean(axis=0).mean()),
         env_steps=float(np.mean(end_steps)), wall_time=float(np.mean(run.data["wall_time"])), lecture=False,
+        diverged=sum(status == "diverged" for status in run.get("status", [])),
     )
