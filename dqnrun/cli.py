@@ -368,9 +368,8 @@ def compare(
         for row in rows:
             typer.echo("| " + " | ".join(row) + " |")
     else:
-        from rich.table import Table
-
         from rich import box
+        from rich.table import Table
 
         n_last = f"last {last}" if last else "last window of"
         where = f" on {envs.pop()}" if one_env else ""
@@ -398,7 +397,6 @@ def list_runs(
     """List saved runs: name, variant, environment, seeds, episodes, created, final score."""
     import math
 
-    import joblib
     from rich.table import Table
 
     from dqnrun.console import console
@@ -479,6 +477,8 @@ def watch(
         raise UserError(f"--fps must be >= 1, got {fps}")
     if not 0 < scale <= 4:
         raise UserError(f"--scale must be in (0, 4], got {scale}")
+    if record is not None and record.suffix.lower() not in (".gif", ".mp4"):
+        raise UserError(f"cannot record {record}: use a .gif or .mp4 file name")
     policy = best_policy(run, seed)
     console.print(f"{run}: seed {policy.seed} ({policy.variant}, best score {policy.score:g} "
                   f"at episode {policy.episode}) on {policy.env_id}")
@@ -516,8 +516,6 @@ def evaluate(
     if episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {episodes}")
     loaded = policies(run, seed)
-    console.print(f"{run}: {episodes} greedy episodes per saved model on {loaded[0].env_id}, "
-                  f"initial states from --env-seed {env_seed}")
     table = Table(box=box.SIMPLE_HEAD)
     for col in ("seed", "mean", "std", "min", "max"):
         table.add_column(col, justify="right")
@@ -533,6 +531,8 @@ def evaluate(
         table.add_section()
         table.add_row("all", f"{np.mean(means):.1f}", f"{np.std(means):.1f}", f"{np.min(means):.1f}",
                       f"{np.max(means):.1f}")
+    console.print(f"{run}: {episodes} greedy episodes per saved model on {loaded[0].env_id}, "
+                  f"initial states from --env-seed {env_seed}")
     console.print(table)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,7 +304,7 @@ def _validate(c: Config, source: str) -> None:
         (p.alpha >= 0, f"per.alpha must be >= 0, got {p.alpha}"),
         (0.0 <= p.beta <= 1.0 and 0.0 <= p.beta_end <= 1.0,
          f"per.beta and per.beta_end must be in [0, 1], got {p.beta} and {p.beta_end}"),
-        (p.beta_steps is None or p.beta_steps >= 1, f"per.beta_steps must be >= 1 or null"),
+        (p.beta_steps is None or p.beta_steps >= 1, "per.beta_steps must be >= 1 or null"),
         (p.eps > 0, f"per.eps must be > 0 so that every transition can be sampled, got {p.eps}"),
         (len(c.network.hidden) >= 1 and all(h >= 1 for h in c.network.hidden),
          f"network.hidden must list positive layer sizes, got {list(c.network.hidden)}"),

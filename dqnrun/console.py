@@ -12,6 +12,7 @@ from rich.text import Text
 
 from dqnrun.trainer import EpisodeEnd, Event, SeedEnd
 
+
 def _console(stderr: bool = False) -> Console:
     """A console that, when piped, is wide enough for the compare table instead of 80 columns."""
     import os

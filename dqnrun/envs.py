@@ -37,6 +37,8 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
         raise UserError(f"cannot create environment {env_id!r}: {exc}") from None
     except ImportError as exc:
         raise UserError(f"environment {env_id!r} needs a package that is not installed: {exc}") from None
+    except Exception as exc:  # the environment's own constructor failed
+        raise UserError(f"cannot create environment {env_id!r}: {type(exc).__name__}: {exc}") from None
     try:
         check_spaces(env, env_id)
     except UserError:

@@ -30,7 +30,6 @@ from dqnrun.envs import env_info
 from dqnrun.errors import UserError
 from dqnrun.networks import NetworkSpec
 from dqnrun.replay import replay_bytes
-from dqnrun.smoothing import aggregate, smooth
 from dqnrun.results import (
     MODEL_FORMAT,
     RESULT_FORMAT,
@@ -39,7 +38,8 @@ from dqnrun.results import (
     write_text,
     write_with,
 )
-from dqnrun.trainer import CHECKPOINT_FORMAT, Event, SeedEnd, SeedResult, train_seed
+from dqnrun.smoothing import aggregate, smooth
+from dqnrun.trainer import CHECKPOINT_FORMAT, Event, SeedResult, train_seed
 
 
 def pad(rows: list[list[float]] | list[np.ndarray]) -> np.ndarray:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from tests_helpers import TINY_RAW
 
 TINY = TINY_RAW

@@ -6,7 +6,6 @@ import io
 import joblib
 import matplotlib.image as mpimg
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from dqnrun.cli import app
@@ -84,33 +83,3 @@ def test_list_shows_every_run(trained):
     assert result.exit_code == 0, result.output
     assert "dqn" in result.output and "per" in result.output and "lecture file" in result.output
     assert result.output.count("complete") == 2
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["compare", "nowhere/run"], "no such run: nowhere/run"),
-        (["compare", "nowhere/*"], "no runs match 'nowhere/*'"),
-        (["plot", "{tmp}/config.yaml"], "is truncated or not a joblib result file"),
-        (["compare", "{tmp}/foreign.joblib"], "is not a dqnrun or lecture result"),
-        (["compare", "{tmp}/truncated.joblib"], "is truncated or not a joblib result file"),
-        (["compare", "--root", "{tmp}/empty"], "no runs under"),
-        (["list", "{tmp}/empty"], "no runs under"),
-        (["list", "{tmp}/missing"], "no such directory"),
-        (["compare", "{tmp}"], "is not a dqnrun run: it has no results.joblib"),
-        (["compare", "{runs}/dqn", "--format", "xml"], "--format 'xml'"),
-        (["plot", "{runs}/dqn", "-o", "{tmp}/fig.jpg"], "use a .png, .svg or .pdf"),
-        (["plot", "{runs}/dqn", "--x", "time"], "--x 'time'"),
-    ],
-)
-def test_mistakes_exit_2_with_one_line(trained, tmp_path, args, message):
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "config.yaml").write_text("variant: dqn\n")
-    joblib.dump({"weights": [1, 2]}, tmp_path / "foreign.joblib")
-    whole = (trained / "dqn" / "results.joblib").read_bytes()
-    (tmp_path / "truncated.joblib").write_bytes(whole[: len(whole) // 2])
-    args = [a.format(tmp=tmp_path, runs=trained) for a in args]
-    result = invoke(*args)
-    assert result.exit_code == 2, result.output
-    assert message in result.output and "Traceback" not in result.output
-    assert len(result.output.strip().splitlines()) == 1

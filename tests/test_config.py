@@ -2,7 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from dqnrun.config import PRESETS, Config, apply_overrides, config_from_dict, describe_keys, load_config
+from dqnrun.config import (
+    PRESETS,
+    Config,
+    apply_overrides,
+    config_from_dict,
+    describe_keys,
+    load_config,
+)
 from dqnrun.errors import UserError
 
 CONFIGS = Path(__file__).parent.parent / "configs"

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from dqnrun.experiment import metrics_csv, pad
 from dqnrun.trainer import SeedResult
@@ -34,11 +33,11 @@ from pathlib import Path
 import joblib
 import torch
 import yaml
+from tests_helpers import TINY_RAW
 from typer.testing import CliRunner
 
 from dqnrun import seeding
 from dqnrun.cli import app
-from tests_helpers import TINY_RAW
 
 runner = CliRunner()
 

@@ -3,7 +3,13 @@ import math
 import numpy as np
 import pytest
 
-from dqnrun.stats import bootstrap_ci, episodes_to_threshold, final_scores, iqm, probability_of_improvement
+from dqnrun.stats import (
+    bootstrap_ci,
+    episodes_to_threshold,
+    final_scores,
+    iqm,
+    probability_of_improvement,
+)
 
 
 def test_final_scores_use_each_seeds_own_last_episodes():

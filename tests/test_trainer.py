@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from chain_env import register
+from tests_helpers import TINY_RAW
+
 from dqnrun.config import config_from_dict
 from dqnrun.networks import NetworkSpec
 from dqnrun.trainer import evaluate, train_seed
-from tests_helpers import TINY_RAW
 
 SPEC = NetworkSpec(4, 2, (32,), False)
 

@@ -2,13 +2,12 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from chain_env import register
 from PIL import Image
 from typer.testing import CliRunner
 
-from chain_env import register
 from dqnrun.cli import app
 from dqnrun.networks import NetworkSpec, QNetwork
 
@@ -76,34 +75,3 @@ def test_watch_without_display_suggests_record(chain_run, monkeypatch):
     result = runner.invoke(app, ["watch", str(chain_run)])
     assert result.exit_code == 2
     assert "no display here" in result.output and "--record" in result.output
-
-
-@pytest.mark.parametrize(
-    "setup, args, message",
-    [
-        ("none", ["evaluate", "{run}"], "has no saved models"),
-        ("corrupt", ["evaluate", "{run}"], "is truncated or not a dqnrun model file"),
-        ("foreign", ["watch", "{run}", "--record", "{tmp}/x.gif"], "is not a dqnrun model file"),
-        ("mismatch", ["evaluate", "{run}"], "was trained for 3 observations and 2 actions, but CartPole-v1 has 4 and 2"),
-        ("ok", ["evaluate", "{run}", "--seed", "9"], "has no model for seed 9 (seeds: 1)"),
-        ("ok", ["watch", "{run}", "--record", "{tmp}/x.avi"], "use a .gif or .mp4"),
-        ("ok", ["evaluate", "{tmp}/nowhere"], "no such run"),
-        ("ok", ["evaluate", "{run}", "-n", "0"], "--episodes must be >= 1"),
-    ],
-)
-def test_model_mistakes_exit_2(tmp_path, setup, args, message):
-    run = tmp_path / "run"
-    model = run / "models" / "seed-1.pt"
-    (run / "models").mkdir(parents=True)
-    if setup == "ok":
-        save_model(model, register(), 1, preferred=1)
-    elif setup == "corrupt":
-        save_model(model, register(), 1, preferred=1)
-        model.write_bytes(model.read_bytes()[:100])
-    elif setup == "foreign":
-        torch.save({"weights": torch.zeros(3)}, model)
-    elif setup == "mismatch":
-        save_model(model, "CartPole-v1", 1, preferred=1, obs_dim=3)
-    result = runner.invoke(app, [a.format(run=run, tmp=tmp_path) for a in args])
-    assert result.exit_code == 2, result.output
-    assert message in result.output and "Traceback" not in result.output

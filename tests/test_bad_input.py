@@ -1,0 +1,126 @@
+"""Every user mistake, through the CLI: exit code 2 and one line naming the problem, no traceback."""
+
+from pathlib import Path
+
+import gymnasium as gym
+import joblib
+import numpy as np
+import pytest
+import torch
+import yaml
+from tests_helpers import TINY_RAW
+from typer.testing import CliRunner
+
+from dqnrun.cli import app
+from dqnrun.networks import NetworkSpec, QNetwork
+
+runner = CliRunner()
+
+
+class ImageEnv(gym.Env):
+    def __init__(self, render_mode=None):
+        self.observation_space = gym.spaces.Box(0, 255, shape=(8, 8, 3), dtype=np.uint8)
+        self.action_space = gym.spaces.Discrete(2)
+
+
+class BrokenEnv(gym.Env):
+    def __init__(self, render_mode=None):
+        raise RuntimeError("missing licence file")
+
+
+if "dqnrun-test/Image-v0" not in gym.registry:
+    gym.register("dqnrun-test/Image-v0", entry_point=ImageEnv)
+    gym.register("dqnrun-test/Broken-v0", entry_point=BrokenEnv)
+
+
+def model_blob(obs_dim=4, env_id="CartPole-v1"):
+    spec = NetworkSpec(obs_dim, 2, (4,), False)
+    return {"format": "dqnrun-model", "state_dict": QNetwork(spec).state_dict(), "network": spec.to_dict(),
+            "env_id": env_id, "variant": "ddqn", "seed": 1, "score": 1.0, "episode": 1}
+
+
+@pytest.fixture
+def ws(tmp_path: Path, trained: Path) -> dict[str, str]:
+    """A workspace of broken inputs; returns the names the table uses."""
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(TINY_RAW))
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "list.yaml").write_text("- variant: dqn\n")
+    (tmp_path / "malformed.yaml").write_text("variant: dqn\nagent: {gamma: 0.9\n")
+    joblib.dump({"weights": [1, 2]}, tmp_path / "foreign.joblib")
+    whole = (trained / "dqn" / "results.joblib").read_bytes()
+    (tmp_path / "truncated.joblib").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "a-file").write_text("x")
+    for name in ("nomodels", "corrupt", "foreign-model", "mismatch"):
+        (tmp_path / name / "models").mkdir(parents=True)
+    torch.save(model_blob(), tmp_path / "corrupt" / "models" / "seed-1.pt")
+    blob = (tmp_path / "corrupt" / "models" / "seed-1.pt").read_bytes()
+    (tmp_path / "corrupt" / "models" / "seed-1.pt").write_bytes(blob[:200])
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign-model" / "models" / "seed-1.pt")
+    torch.save(model_blob(obs_dim=3), tmp_path / "mismatch" / "models" / "seed-1.pt")
+    return {"tmp": str(tmp_path), "good": str(good), "runs": str(trained)}
+
+
+CASES = [
+    # config files
+    (["train", "{tmp}/malformed.yaml"], "invalid YAML at line 3"),
+    (["train", "{tmp}/empty.yaml"], "the file is empty"),
+    (["train", "{tmp}/list.yaml"], "a config is a YAML mapping of keys, not a list"),
+    (["train", "{tmp}/missing.yaml"], "config file not found"),
+    (["train", "{good}", "--set", "agent.learnig_rate=0.1"], "unknown key agent.'learnig_rate' (did you mean 'learning_rate'?)"),
+    (["train", "{good}", "--set", "episods=3"], "unknown key 'episods' (did you mean 'episodes'?)"),
+    (["train", "{good}", "--set", "agent.batch_size=big"], "agent.batch_size must be an integer, got 'big'"),
+    (["train", "{good}", "--set", "agent.double=maybe"], "agent.double must be true or false"),
+    (["train", "{good}", "--set", "agent.gamma=1.5"], "agent.gamma must be in [0, 1], got 1.5"),
+    (["train", "{good}", "--set", "agent.memory_size=-5"], "agent.memory_size must be >= 1, got -5"),
+    (["train", "{good}", "--set", "agent.batch_size=1000"], "agent.batch_size (1000) is larger than agent.memory_size (500)"),
+    (["train", "{good}", "--set", "variant=rainbow"], "unknown variant 'rainbow'"),
+    (["train", "{good}", "--set", "nonsense"], "expected KEY=VALUE"),
+    # environments
+    (["train", "{good}", "--set", "env=CartPole-v9"], "unknown environment 'CartPole-v9' (did you mean 'CartPole-v1'?)"),
+    (["train", "{good}", "--set", "env=Pendulum-v1"], "has a Box action space; DQN needs a Discrete one"),
+    (["train", "{good}", "--set", "env=dqnrun-test/Image-v0"], "has observations of shape (8, 8, 3) (images?)"),
+    (["train", "{good}", "--set", "env=dqnrun-test/Broken-v0"], "cannot create environment 'dqnrun-test/Broken-v0': RuntimeError: missing licence file"),
+    # resources and options
+    (["train", "{good}", "--set", "agent.memory_size=100000000000"], "the replay memory needs"),
+    (["train", "{good}", "--out", "{tmp}/a-file/results"], "cannot create results directory"),
+    (["train", "{good}", "--seeds", "1,x"], "--seeds '1,x': expected integers"),
+    (["train", "{good}", "--device", "tpu"], "--device 'tpu'"),
+    (["train", "{good}", "--jobs", "0"], "--jobs must be >= 1"),
+    (["train"], "missing CONFIG"),
+    (["train", "--resume", "{tmp}/nowhere"], "is not a dqnrun run directory"),
+    (["train", "{good}", "--resume", "{runs}/dqn"], "--resume takes only the run directory"),
+    (["train", "--resume", "{runs}/dqn"], "is already complete"),
+    # runs that are missing, foreign or damaged, for every command that reads runs
+    (["compare", "{tmp}/nowhere"], "no such run"),
+    (["compare", "{tmp}/nowhere/*"], "no runs match"),
+    (["compare", "{tmp}/foreign.joblib"], "is not a dqnrun or lecture result"),
+    (["compare", "{tmp}/truncated.joblib"], "is truncated or not a joblib result file"),
+    (["compare", "{tmp}/nomodels"], "is not a dqnrun run: it has no results.joblib"),
+    (["compare", "--root", "{tmp}/nomodels"], "no runs under"),
+    (["compare", "{runs}/dqn", "--format", "xml"], "--format 'xml'"),
+    (["plot", "{tmp}/nowhere"], "no such run"),
+    (["plot", "{tmp}/good.yaml"], "is truncated or not a joblib result file"),
+    (["plot", "{runs}/dqn", "-o", "{tmp}/fig.jpg"], "use a .png, .svg or .pdf"),
+    (["plot", "{runs}/dqn", "--x", "time"], "--x 'time'"),
+    (["list", "{tmp}/nowhere"], "no such directory"),
+    (["list", "{tmp}/nomodels"], "no runs under"),
+    (["watch", "{tmp}/nowhere"], "no such run"),
+    (["watch", "{tmp}/nomodels", "--record", "{tmp}/x.gif"], "has no saved models"),
+    (["watch", "{tmp}/foreign-model", "--record", "{tmp}/x.gif"], "is not a dqnrun model file"),
+    (["watch", "{runs}/dqn", "--record", "{tmp}/x.avi"], "use a .gif or .mp4"),
+    (["watch", "{runs}/dqn", "--seed", "99"], "has no model for seed 99 (seeds: 3, 4)"),
+    (["evaluate", "{tmp}/nowhere"], "no such run"),
+    (["evaluate", "{tmp}/corrupt"], "is truncated or not a dqnrun model file"),
+    (["evaluate", "{tmp}/mismatch"], "was trained for 3 observations and 2 actions, but CartPole-v1 has 4 and 2"),
+    (["evaluate", "{runs}/dqn", "-n", "0"], "--episodes must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("args, message", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
+def test_user_mistake_exits_2_with_one_line(ws, args, message):
+    result = runner.invoke(app, [a.format(**ws) for a in args], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
