@@ -84,10 +84,10 @@ def train(
     set_: List[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds, e.g. 1,2,3 (overrides `seeds`)."),
     episodes: Optional[int] = typer.Option(None, help="Episodes per seed (overrides `episodes`)."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Seeds trained at once [default: cores, at most one per seed]."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Seeds trained at once (default: cores, at most one per seed)."),
     device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     out: Path = typer.Option(Path("results"), help="Directory that holds run directories."),
-    name: Optional[str] = typer.Option(None, help="Run directory name [default: the config's `name`]."),
+    name: Optional[str] = typer.Option(None, help="Run directory name (default: the config's `name`)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run of the same name."),
     resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run directory from its checkpoints."),
 ) -> None:
@@ -211,7 +211,7 @@ def config_keys() -> None:
 # ---------------------------------------------------------------------------------------------
 # compare, plot, list
 
-RUNS_HELP = "Run directories, results.joblib files or globs [default: every run under --root]."
+RUNS_HELP = "Run directories, results.joblib files or globs (default: every run under --root)."
 
 
 def load_runs(args: list[str], root: Path) -> list[Any]:
@@ -260,10 +260,10 @@ def draw(runs: list[Any], out: Path, x: str, title: Optional[str], length: Optio
 @app.command()
 @user_errors
 def plot(
-    runs: List[str] = typer.Argument(None, metavar="RUN...", help=RUNS_HELP),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Figure file: .png, .svg or .pdf [default: results/A-vs-B.png]."),
+    runs: List[str] = typer.Argument(None, metavar="RUN", help=RUNS_HELP),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Figure file: .png, .svg or .pdf (default: results/A-vs-B.png)."),
     x: str = typer.Option("episodes", "--x", help="x axis: episodes or steps (mean env steps across seeds)."),
-    title: Optional[str] = typer.Option(None, help="Figure title [default: the run names]."),
+    title: Optional[str] = typer.Option(None, help="Figure title (default: the run names)."),
     root: Path = typer.Option(Path("results"), help="Where runs are looked for when none is named."),
 ) -> None:
     """Draw learning curves: per run the mean (thick), min and max (thin) of the smoothed scores.
@@ -288,8 +288,8 @@ def plot(
 @app.command()
 @user_errors
 def compare(
-    runs: List[str] = typer.Argument(None, metavar="RUN...", help=RUNS_HELP),
-    last: Optional[int] = typer.Option(None, help="Final score = mean of the last N raw scores [default: the run's window]."),
+    runs: List[str] = typer.Argument(None, metavar="RUN", help=RUNS_HELP),
+    last: Optional[int] = typer.Option(None, help="Final score = mean of the last N raw scores (default: the run's window)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, markdown or csv."),
     plot_file: Optional[Path] = typer.Option(None, "--plot", help="Also draw the learning curves to this file."),
     root: Path = typer.Option(Path("results"), help="Where runs are looked for when none is named."),
@@ -392,7 +392,7 @@ def compare(
 @app.command("list")
 @user_errors
 def list_runs(
-    root: Path = typer.Argument(Path("results"), metavar="[DIR]", help="Directory of runs [default: results]."),
+    root: Path = typer.Argument(Path("results"), metavar="[DIR]", help="Directory of runs (default: results)."),
 ) -> None:
     """List saved runs: name, variant, environment, seeds, episodes, created, final score."""
     import math
@@ -452,9 +452,9 @@ def list_runs(
 @user_errors
 def watch(
     run: Path = typer.Argument(..., metavar="RUN", help="Run directory, e.g. results/ddqn."),
-    seed: Optional[int] = typer.Option(None, help="Model of this seed [default: the seed with the best score]."),
+    seed: Optional[int] = typer.Option(None, help="Model of this seed (default: the seed with the best score)."),
     episodes: int = typer.Option(1, "--episodes", "-n", help="Greedy episodes to play."),
-    fps: Optional[int] = typer.Option(None, help="Frames per second [default: the environment's]."),
+    fps: Optional[int] = typer.Option(None, help="Frames per second (default: the environment's)."),
     record: Optional[Path] = typer.Option(None, help="Write a .gif or .mp4 instead of opening a window (no display needed)."),
     scale: float = typer.Option(1.0, help="Resize recorded frames by this factor, e.g. 0.5."),
     env_seed: int = typer.Option(0, help="Seed of the episodes' initial states."),
@@ -498,7 +498,7 @@ def watch(
 def evaluate(
     run: Path = typer.Argument(..., metavar="RUN", help="Run directory, e.g. results/ddqn."),
     episodes: int = typer.Option(100, "--episodes", "-n", help="Greedy episodes per model, run as one batch."),
-    seed: Optional[int] = typer.Option(None, help="Only the model of this seed [default: every seed's]."),
+    seed: Optional[int] = typer.Option(None, help="Only the model of this seed (default: every seed's)."),
     env_seed: int = typer.Option(0, help="Seed of the episodes' initial states (the same for every model)."),
 ) -> None:
     """Measure saved policies: greedy returns per seed's best model, and their mean.
