@@ -489,8 +489,8 @@ def watch(
     if record is not None:
         frames = record_policy(policy, record, episodes, fps, env_seed, scale, report)
         console.print(f"wrote [bold]{record}[/bold] ({frames} frames)")
-    else:
-        play(policy, episodes, fps, env_seed, report)
+    elif not play(policy, episodes, fps, env_seed, report):
+        console.print("stopped (Ctrl-C)")
 
 
 @app.command()

@@ -139,8 +139,8 @@ def has_display() -> bool:
 
 
 def play(policy: Policy, episodes: int, fps: int | None, env_seed: int,
-         on_episode: Callable[[int, float, int], None]) -> None:
-    """Show `episodes` greedy episodes in a window; Ctrl-C closes it."""
+         on_episode: Callable[[int, float, int], None]) -> bool:
+    """Show `episodes` greedy episodes in a window; Ctrl-C closes it. True if all were played."""
     if not has_display():
         raise UserError("no display here (DISPLAY is not set); record a file instead: --record policy.gif")
     env = make_env(policy.env_id, render_mode="human")
@@ -155,9 +155,10 @@ def play(policy: Policy, episodes: int, fps: int | None, env_seed: int,
             last = (episode, total, length)
         on_episode(*last)
     except KeyboardInterrupt:
-        pass
+        return False
     finally:
         env.close()
+    return True
 
 
 def annotate(frame: np.ndarray, text: str, scale: float):
