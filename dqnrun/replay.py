@@ -72,8 +72,8 @@ class PrioritizedSampler:
     def sample(self, batch_size: int, size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
         total = self.sums.total()
         targets = (np.arange(batch_size) + self.rng.random(batch_size)) * (total / batch_size)
-        indices = self.sums.find(targets)
-        probs = self.sums[indices] / total
+        indices, mass = self.sums.find(targets)
+        probs = mass / total
         # w_i = (N P(i))^-beta / max_j w_j, the max over the whole memory, i.e. at the smallest
         # P(j): Schaul et al. (2016), Algorithm 1, line 10.
         min_prob = self.mins.min() / total
@@ -84,8 +84,9 @@ class PrioritizedSampler:
         priorities = np.abs(td_errors).astype(np.float64) + self.eps
         self.max_priority = max(self.max_priority, float(priorities.max()))
         mass = priorities**self.alpha
-        self.sums.update(indices, mass)
-        self.mins.update(indices, mass)
+        path = self.sums.path(indices)
+        self.sums.update(indices, mass, path)
+        self.mins.update(indices, mass, path)
 
     def state_dict(self) -> dict:
         return {
@@ -138,8 +139,11 @@ class ReplayMemory:
     def sample(self, batch_size: int, beta: float = 1.0) -> Batch:
         indices, weights = self.sampler.sample(batch_size, self.size, beta)
 
+        on_cpu = self.device.type == "cpu"
+
         def tensor(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(array).to(self.device, non_blocking=True)
+            t = torch.from_numpy(array)
+            return t if on_cpu else t.to(self.device, non_blocking=True)
 
         return Batch(
             obs=tensor(self.obs[indices]),

@@ -10,8 +10,9 @@ def test_small_binary_tree_by_hand():
     assert tree.total() == 10.0
     assert [level.tolist() for level in tree.levels] == [[10.0], [3.0, 7.0], [1.0, 2.0, 3.0, 4.0]]
     # prefix sums: [0,1) -> 0, [1,3) -> 1, [3,6) -> 2, [6,10) -> 3
-    np.testing.assert_array_equal(tree.find(np.array([0.0, 0.99, 1.0, 2.99, 3.0, 5.99, 6.0, 9.99])),
-                                  [0, 0, 1, 1, 2, 2, 3, 3])
+    leaves, values = tree.find(np.array([0.0, 0.99, 1.0, 2.99, 3.0, 5.99, 6.0, 9.99]))
+    np.testing.assert_array_equal(leaves, [0, 0, 1, 1, 2, 2, 3, 3])
+    np.testing.assert_array_equal(values, [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0])
 
 
 @pytest.mark.parametrize("branching", [2, 3, 32])
@@ -33,14 +34,14 @@ def test_against_a_plain_array_after_thousands_of_random_updates(size, branching
     # find() agrees with a search over the plain array's prefix sums
     targets = rng.random(500) * plain.sum()
     expected = np.searchsorted(np.cumsum(plain), targets, side="right")
-    np.testing.assert_array_equal(sums.find(targets), np.minimum(expected, size - 1))
+    np.testing.assert_array_equal(sums.find(targets)[0], np.minimum(expected, size - 1))
 
 
 @pytest.mark.parametrize("branching", [2, 32])
 def test_find_never_lands_on_an_empty_leaf(branching):
     tree = SumTree(5, branching)  # padding leaves beyond the 5th, two more never filled
     tree.update(np.arange(3), np.array([0.1, 0.2, 0.3]))
-    leaves = tree.find(np.array([0.6, 0.6 + 1e-9, 1.0, -1e-9]))  # at or past the ends by rounding
+    leaves, _ = tree.find(np.array([0.6, 0.6 + 1e-9, 1.0, -1e-9]))  # at or past the ends by rounding
     assert leaves.tolist() == [2, 2, 2, 0]
 
 
@@ -59,4 +60,4 @@ def test_rebuild_matches_incremental_updates():
 def test_zero_mass_leaves_are_skipped(branching):
     tree = SumTree(4, branching)
     tree.update(np.arange(4), np.array([0.0, 1.0, 0.0, 1.0]))
-    np.testing.assert_array_equal(tree.find(np.array([0.0, 0.5, 1.0, 1.5])), [1, 1, 3, 3])
+    np.testing.assert_array_equal(tree.find(np.array([0.0, 0.5, 1.0, 1.5]))[0], [1, 1, 3, 3])
