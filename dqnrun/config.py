@@ -323,9 +323,15 @@ def describe_keys() -> list[tuple[str, str, str]]:
             if dataclasses.is_dataclass(f.default):
                 walk(type(f.default), prefix + f.name + ".")
                 continue
-            default = "required" if f.default is dataclasses.MISSING else yaml.safe_dump(
-                _plain(f.default), default_flow_style=True
-            ).strip().removesuffix("...").strip()
+            if f.name == "name":
+                default = "the file's stem"
+            elif f.default is dataclasses.MISSING:
+                default = "required"
+            elif prefix == "agent." and f.name in PRESETS["dqn"]:
+                default = "from the preset"
+            else:
+                default = yaml.safe_dump(_plain(f.default), default_flow_style=True).strip()
+                default = default.removesuffix("...").strip()
             rows.append((prefix + f.name, default, f.metadata.get("doc", "")))
 
     walk(Config, "")

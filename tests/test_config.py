@@ -117,7 +117,8 @@ def test_every_key_is_documented():
     rows = describe_keys()
     assert len(rows) > 25
     assert all(doc for _, _, doc in rows)
-    assert ("agent.tau", "1.0", "target update factor: 1.0 = hard copy, < 1 = Polyak averaging") in rows
+    assert ("agent.tau", "from the preset", "target update factor: 1.0 = hard copy, < 1 = Polyak averaging") in rows
+    assert ("agent.gamma", "1.0", "discount factor, in [0, 1]") in rows
 
 
 def test_default_config_matches_the_design_card():
