@@ -468,7 +468,7 @@ def watch(
       dqnrun watch results/ddqn --record ddqn.gif --episodes 2
     """
     from dqnrun.console import console
-    from dqnrun.watch import best_policy, play
+    from dqnrun.watch import best_policy, check_record_path, play
     from dqnrun.watch import record as record_policy
 
     if episodes < 1:
@@ -477,8 +477,8 @@ def watch(
         raise UserError(f"--fps must be >= 1, got {fps}")
     if not 0 < scale <= 4:
         raise UserError(f"--scale must be in (0, 4], got {scale}")
-    if record is not None and record.suffix.lower() not in (".gif", ".mp4"):
-        raise UserError(f"cannot record {record}: use a .gif or .mp4 file name")
+    if record is not None:
+        check_record_path(record)
     policy = best_policy(run, seed)
     console.print(f"{run}: seed {policy.seed} ({policy.variant}, best score {policy.score:g} "
                   f"at episode {policy.episode}) on {policy.env_id}")

@@ -177,6 +177,20 @@ def annotate(frame: np.ndarray, text: str, scale: float):
     return image
 
 
+def check_record_path(path: Path) -> str:
+    """The recording format of `path` (.gif or .mp4), after checking that it can be written."""
+    suffix = path.suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise UserError(f"cannot record {path}: use a .gif or .mp4 file name")
+    if suffix == ".mp4":
+        try:
+            import imageio.v2  # noqa: F401
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise UserError("writing .mp4 needs the video extra: pip install 'dqnrun[video]' (or record a .gif)") from None
+    return suffix
+
+
 def record(policy: Policy, path: Path, episodes: int, fps: int | None, env_seed: int, scale: float,
            on_episode: Callable[[int, float, int], None]) -> int:
     """Render episodes off-screen and write a .gif or .mp4 with the episode and return drawn on.
@@ -185,15 +199,7 @@ def record(policy: Policy, path: Path, episodes: int, fps: int | None, env_seed:
     """
     from dqnrun.results import write_with
 
-    suffix = path.suffix.lower()
-    if suffix not in (".gif", ".mp4"):
-        raise UserError(f"cannot record {path}: use a .gif or .mp4 file name")
-    if suffix == ".mp4":
-        try:
-            import imageio.v2 as imageio  # noqa: F401
-            import imageio_ffmpeg  # noqa: F401
-        except ImportError:
-            raise UserError("writing .mp4 needs the video extra: pip install 'dqnrun[video]' (or record a .gif)") from None
+    suffix = check_record_path(path)
     # Off-screen rendering needs no video device: SDL's dummy driver keeps it quiet headless.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = make_env(policy.env_id, render_mode="rgb_array")

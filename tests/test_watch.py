@@ -75,3 +75,31 @@ def test_watch_without_display_suggests_record(chain_run, monkeypatch):
     result = runner.invoke(app, ["watch", str(chain_run)])
     assert result.exit_code == 2
     assert "no display here" in result.output and "--record" in result.output
+
+
+def test_record_an_mp4(chain_run, tmp_path):
+    imageio = pytest.importorskip("imageio.v2")
+    pytest.importorskip("imageio_ffmpeg")
+    out = tmp_path / "chain.mp4"
+    result = runner.invoke(app, ["watch", str(chain_run), "--record", str(out), "--fps", "5"])
+    assert result.exit_code == 0, result.output
+    reader = imageio.get_reader(out)
+    assert reader.get_meta_data()["fps"] == 5 and reader.count_frames() == 11
+    assert reader.get_meta_data()["size"] == (60, 40)
+
+
+def test_mp4_without_the_video_extra_says_how_to_get_it(chain_run, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_imageio(name, *args, **kwargs):
+        if name.startswith("imageio"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_imageio)
+    result = runner.invoke(app, ["watch", str(chain_run), "--record", str(tmp_path / "x.mp4")])
+    assert result.exit_code == 2 and "pip install 'dqnrun[video]'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x.mp4").exists()
