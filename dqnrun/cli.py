@@ -326,7 +326,7 @@ def compare(
     target = f"to {num(threshold, 0)}" if threshold is not None else "to threshold"
     headers = ["run", "variant", *([] if one_env else ["env"]), "seeds", "episodes", "final [95% CI]", "IQM",
                "best", target, "AUC", "env steps", "wall/seed"]
-    with_poi = len(summaries) > 1
+    with_poi = len(summaries) > 1 and one_env  # across environments it means nothing
     if with_poi:
         headers.append(f"P(>{summaries[0].name})")
     rows = []
@@ -337,7 +337,7 @@ def compare(
         elif s.never:
             reached += f" ({s.never} never)"
         final = num(s.final_mean)
-        if s.final_ci is not None:
+        if s.final_ci is not None and (s.n_seeds or 0) > 1:
             final += f" [{num(s.final_ci[0])}, {num(s.final_ci[1])}]"
         seeds = "-" if s.n_seeds is None else str(s.n_seeds)
         if s.diverged:
@@ -373,8 +373,9 @@ def compare(
 
         n_last = f"last {last}" if last else "last window of"
         where = f" on {envs.pop()}" if one_env else ""
-        table = Table(title=f"runs{where}; final = mean of the {n_last} scores per seed; "
-                            "P(>A) = probability of improvement over A", title_justify="left", box=box.SIMPLE_HEAD)
+        poi = "; P(>A) = probability of improvement over A" if with_poi else ""
+        table = Table(title=f"runs{where}; final = mean of the {n_last} scores per seed{poi}",
+                      title_justify="left", box=box.SIMPLE_HEAD)
         for i, h in enumerate(headers):
             table.add_column(h, justify="left" if i < 2 else "right", no_wrap=i == 0)
         for row in rows:

@@ -20,7 +20,7 @@ def _console(stderr: bool = False) -> Console:
 
     stream = sys.stderr if stderr else sys.stdout
     piped = not (hasattr(stream, "isatty") and stream.isatty())
-    width = 160 if piped and "COLUMNS" not in os.environ else None
+    width = 200 if piped and "COLUMNS" not in os.environ else None
     return Console(stderr=stderr, width=width)
 
 
