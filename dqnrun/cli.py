@@ -115,6 +115,8 @@ def train(
         spec = experiment.plan(config)
         if (run_dir / "results.joblib").exists() and not experiment.pending_seeds(run_dir, config):
             raise UserError(f"{run_dir} is already complete; nothing to resume")
+        for s in experiment.pending_seeds(run_dir, config):  # fail here, not inside a worker
+            experiment.load_checkpoint(experiment.seed_paths(run_dir, s)["checkpoint"])
     else:
         if config_path is None:
             raise UserError("missing CONFIG: e.g. `dqnrun train configs/ddqn.yaml` (or --resume RUN_DIR)")

@@ -34,6 +34,7 @@ from dqnrun.results import (
     MODEL_FORMAT,
     RESULT_FORMAT,
     RESULTS_FILE,
+    load_torch_file,
     write_joblib,
     write_text,
     write_with,
@@ -110,17 +111,14 @@ def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResu
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    import torch
-
+    """A seed's checkpoint, or None. It holds numpy arrays and generator states, which torch's
+    weights-only loader does not take; it is read only from the user's own run directory."""
     if not path.exists():
         return None
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:
-        raise UserError(f"checkpoint {path} is corrupt; delete it to restart that seed from scratch") from None
-    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path} is not a dqnrun checkpoint; delete it to restart that seed")
-    return blob
+        return load_torch_file(path, CHECKPOINT_FORMAT, "dqnrun checkpoint", weights_only=False)
+    except UserError as exc:
+        raise UserError(f"{exc}; delete it to restart that seed from scratch") from None
 
 
 # ---------------------------------------------------------------------------------------------

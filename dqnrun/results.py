@@ -201,17 +201,22 @@ def find_runs(root: str | Path) -> list[Path]:
     return found
 
 
-def load_model_file(path: str | Path) -> dict[str, Any]:
-    """Load a saved model (`weights_only=True`: no code runs); foreign files are a UserError."""
+def load_torch_file(path: str | Path, fmt: str, what: str, weights_only: bool = True) -> dict[str, Any]:
+    """Load a torch file of ours whose dict says `format: fmt`; anything else is a UserError."""
     import torch
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"no model file {path}")
+        raise UserError(f"no {what} file {path}")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception:
-        raise UserError(f"{path} is truncated or not a dqnrun model file") from None
-    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
-        raise UserError(f"{path} is not a dqnrun model file")
+        raise UserError(f"{path} is truncated or not a {what} file") from None
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise UserError(f"{path} is not a {what} file")
     return blob
+
+
+def load_model_file(path: str | Path) -> dict[str, Any]:
+    """Load a saved model (`weights_only=True`: no code runs); foreign files are a UserError."""
+    return load_torch_file(path, MODEL_FORMAT, "dqnrun model")

@@ -58,6 +58,10 @@ def ws(tmp_path: Path, trained: Path) -> dict[str, str]:
     (tmp_path / "corrupt" / "models" / "seed-1.pt").write_bytes(blob[:200])
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign-model" / "models" / "seed-1.pt")
     torch.save(model_blob(obs_dim=3), tmp_path / "mismatch" / "models" / "seed-1.pt")
+    broken = tmp_path / "broken-run"
+    (broken / "checkpoints").mkdir(parents=True)
+    (broken / "config.yaml").write_text(yaml.safe_dump(TINY_RAW))
+    (broken / "checkpoints" / "seed-3.pt").write_bytes(b"PK\x03\x04 not really")
     return {"tmp": str(tmp_path), "good": str(good), "runs": str(trained)}
 
 
@@ -91,6 +95,7 @@ CASES = [
     (["train", "--resume", "{tmp}/nowhere"], "is not a dqnrun run directory"),
     (["train", "{good}", "--resume", "{runs}/dqn"], "--resume takes only the run directory"),
     (["train", "--resume", "{runs}/dqn"], "is already complete"),
+    (["train", "--resume", "{tmp}/broken-run"], "seed-3.pt is truncated or not a dqnrun checkpoint file; delete it"),
     # runs that are missing, foreign or damaged, for every command that reads runs
     (["compare", "{tmp}/nowhere"], "no such run"),
     (["compare", "{tmp}/nowhere/*"], "no runs match"),
