@@ -105,6 +105,8 @@ def train(
     from dqnrun.config import load_config
     from dqnrun.console import LiveTraining, TrainingDisplay, console, seed_summary
 
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {jobs}")
     if resume is not None:
         if config_path is not None or set_ or seeds or episodes or name or force:
             raise UserError("--resume takes only the run directory (and --jobs/--device): the run keeps its config")
@@ -112,7 +114,7 @@ def train(
         if not (run_dir / "config.yaml").is_file():
             raise UserError(f"{run_dir} is not a dqnrun run directory (no config.yaml)")
         config = load_config(run_dir / "config.yaml")
-        spec = experiment.plan(config)
+        spec = experiment.plan(config, jobs)
         if (run_dir / "results.joblib").exists() and not experiment.pending_seeds(run_dir, config):
             raise UserError(f"{run_dir} is already complete; nothing to resume")
         for s in experiment.pending_seeds(run_dir, config):  # fail here, not inside a worker
@@ -128,9 +130,7 @@ def train(
         if name is not None:
             overrides.append(f"name={name}")
         config = load_config(config_path, overrides)
-        spec = experiment.plan(config)
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {jobs}")
+        spec = experiment.plan(config, jobs)
     dev = resolve_device(device)
 
     if resume is None:
@@ -140,7 +140,7 @@ def train(
         if note:
             console.print(f"[yellow]{note}[/yellow]")
         earlier = out / config.name
-        if note and not force and (earlier / "seeds").is_dir() and not (earlier / "results.joblib").exists():
+        if note and not force and not (earlier / "results.joblib").exists():
             console.print(f"[yellow]{earlier} is unfinished: `dqnrun train --resume {earlier}` continues it[/yellow]")
         write_text(run_dir / "config.yaml", config.to_yaml())
 
@@ -155,16 +155,14 @@ def train(
                               episodes=config.episodes)
     try:
         with LiveTraining(display) as live:
-            statuses = experiment.run_seeds(config, todo, spec, run_dir, n_jobs, dev, live.handle)
+            experiment.run_seeds(config, todo, spec, run_dir, n_jobs, dev, live.handle)
     except KeyboardInterrupt:
         console.print(f"[yellow]aborted: progress since each seed's last checkpoint is lost; "
                       f"continue with `dqnrun train --resume {run_dir}`[/yellow]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    unfinished = [s for s in config.seeds if s in statuses and statuses[s] == "interrupted"] + [
-        s for s in todo if s not in statuses
-    ]
+    unfinished = experiment.pending_seeds(run_dir, config)  # diverged seeds are finished too
     if unfinished:
-        done = len(config.seeds) - len(experiment.pending_seeds(run_dir, config))
+        done = len(config.seeds) - len(unfinished)
         console.print(
             f"[yellow]interrupted: {done} of {len(config.seeds)} seeds complete, the others checkpointed; "
             f"continue with `dqnrun train --resume {run_dir}`[/yellow]"

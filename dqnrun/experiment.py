@@ -11,6 +11,7 @@ import csv
 import io
 import math
 import multiprocessing
+import os
 import platform
 import queue
 import signal
@@ -254,19 +255,22 @@ def run_seeds(
 # The whole run
 
 
-def plan(config: Config) -> NetworkSpec:
-    """Check the environment and the memory the replay needs; return the network spec."""
+def plan(config: Config, jobs: int | None = None) -> NetworkSpec:
+    """Check the environment and the memory the replays need; return the network spec.
+
+    The replay's size is computed before anything is allocated, for the seeds that will run
+    at once (`jobs`, default: as many as cores and seeds allow).
+    """
     info = env_info(config.env)
     need = replay_bytes(config.agent.memory_size, info.obs_dim, config.agent.prioritized)
+    at_once = min(len(config.seeds), jobs or default_jobs(len(config.seeds)))
     try:
-        import os
-
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
+    except (ValueError, OSError, AttributeError):  # not on every platform
         available = None
-    if available is not None and need * min(len(config.seeds), default_jobs(len(config.seeds))) > available:
+    if available is not None and need * at_once > available:
         raise UserError(
-            f"the replay memory needs {need / 2**30:.1f} GiB per seed and only "
+            f"the replay memory needs {need / 2**30:.1f} GiB per seed, {at_once} at once, and only "
             f"{available / 2**30:.1f} GiB is free; lower agent.memory_size or --jobs"
         )
     return NetworkSpec(info.obs_dim, info.n_actions, config.network.hidden, config.agent.dueling)
@@ -292,8 +296,8 @@ def assemble(run_dir: Path, config: Config, device: str) -> dict[str, Any]:
     pooled = [r for r in results if r.status == "complete"] or results
     # max_steps can end a seed after fewer episodes than the window.
     window = max(1, min([config.window, *(len(r.scores) for r in pooled)]))
-    smoothed = [smooth(np.asarray(r.scores), window) for r in results]
-    max_score, min_score, mean_score = aggregate([smooth(np.asarray(r.scores), window) for r in pooled])
+    smoothed = {r.seed: smooth(np.asarray(r.scores), window) for r in results}
+    max_score, min_score, mean_score = aggregate([smoothed[r.seed] for r in pooled])
     info = env_info(config.env)
     data = {
         # The lecture's keys, so its notebook plots still work.
@@ -303,7 +307,7 @@ def assemble(run_dir: Path, config: Config, device: str) -> dict[str, Any]:
         "format": RESULT_FORMAT,
         "name": run_dir.name,
         "scores": pad([r.scores for r in results]),
-        "smoothed": pad(smoothed),
+        "smoothed": pad(list(smoothed.values())),
         "steps": pad([r.steps for r in results]),
         "train_returns": pad([r.train_returns for r in results]),
         "epsilons": pad([r.epsilons for r in results]),
