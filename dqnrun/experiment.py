@@ -98,6 +98,7 @@ def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResu
             "network": spec.to_dict(),
             "env_id": config.env,
             "variant": config.variant,
+            "switches": {k: getattr(config.agent, k) for k in ("double", "dueling", "prioritized", "tau")},
             "seed": result.seed,
             "score": result.best_score,
             "episode": result.best_episode,

@@ -43,6 +43,7 @@ def test_tiny_train_per_variant_writes_the_run_directory(tiny_config, tmp_path, 
     model = torch.load(run / "models" / "seed-3.pt", weights_only=True)
     assert model["network"]["dueling"] == (variant == "dueling") and model["env_id"] == "CartPole-v1"
     assert model["score"] == data["best_score"][0]
+    assert model["switches"] == {k: data["config"]["agent"][k] for k in ("double", "dueling", "prioritized", "tau")}
     csv = (run / "metrics" / "seed-4.csv").read_text().splitlines()
     assert len(csv) == 7 and csv[0].startswith("episode,env_steps")
     assert yaml.safe_load((run / "config.yaml").read_text()) == data["config"]

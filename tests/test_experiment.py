@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from dqnrun.experiment import metrics_csv, pad
 from dqnrun.trainer import SeedResult
@@ -47,8 +48,10 @@ def write_config(path: Path, **changes) -> Path:
     return path
 
 
-def test_sigint_to_the_process_group_then_resume_gives_the_uninterrupted_numbers(tmp_path):
-    """A real Ctrl-C (SIGINT to the whole process group) during a 2-job run, then --resume."""
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_signal_then_resume_gives_the_uninterrupted_numbers(tmp_path, how):
+    """A real Ctrl-C (SIGINT to the whole process group, as a terminal sends it) or a SIGTERM to
+    the main process during a 2-job run, then --resume."""
     config = write_config(tmp_path / "run.yaml", seeds=[3, 4], episodes=300, checkpoint_every=5,
                           eval_episodes=1,
                           agent={**TINY_RAW["agent"], "memory_size": 2000, "memory_start_size": 1000})
@@ -62,7 +65,10 @@ def test_sigint_to_the_process_group_then_resume_gives_the_uninterrupted_numbers
     deadline = time.time() + 120
     while proc.poll() is None and not any(checkpoint.glob("seed-*.pt")) and time.time() < deadline:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, output
     assert "Traceback" not in output
