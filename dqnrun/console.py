@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -144,5 +144,3 @@ def seed_summary(data: dict) -> Table:
 def error(message: str) -> None:
     err_console.print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
 
-
-__all__ = ["console", "err_console", "TrainingDisplay", "LiveTraining", "seed_summary", "error", "Group"]
