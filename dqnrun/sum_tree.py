@@ -89,9 +89,10 @@ class SegmentTree:
 class SumTree(SegmentTree):
     def __init__(self, size: int, branching: int = BRANCHING):
         super().__init__(size, np.add, 0.0, branching)
-        # Running sums of k children as one small matrix product: children @ upper.
+        # Running sums of k children as one small matrix product, with a leading zero column:
+        # (children @ upper)[:, i] is the mass of children before child i, i = 0 .. k.
         # (np.cumsum along a short axis costs about three times as much.)
-        self.upper = np.triu(np.ones((branching, branching)))
+        self.upper = np.triu(np.ones((branching, branching + 1)), k=1)
 
     def total(self) -> float:
         return self.root()
@@ -105,16 +106,17 @@ class SumTree(SegmentTree):
         targets = np.maximum(np.asarray(targets, dtype=np.float64), 0.0)
         rows = np.arange(len(targets))
         idx = np.zeros(len(targets), dtype=np.int64)
-        for d in range(self.depth):
-            children = self.rows[d].take(idx, axis=0)  # (B, k)
-            cums = children @ self.upper
+        k, upper = self.k, self.upper
+        for level in self.rows:
+            children = level.take(idx, axis=0)  # (B, k)
+            before = children @ upper  # (B, k + 1): mass before each child, then the total
             # Keep each target below this node's total: the first child whose running sum
             # exceeds it then has positive mass, whatever rounding did on the way down.
-            targets = np.minimum(targets, cums[:, -1] * (1.0 - 1e-12))
-            j = np.argmax(cums > targets[:, None], axis=1)
-            # Subtract the running sum before child j, which is <= the target: never negative.
-            targets = targets - cums[rows, j - 1] * (j > 0)
-            idx = idx * self.k + j
+            targets = np.minimum(targets, before[:, -1] * (1.0 - 1e-12))
+            j = (before[:, 1:] > targets[:, None]).argmax(axis=1)
+            # The mass before child j is <= the target: the remainder is never negative.
+            targets = targets - before[rows, j]
+            idx = idx * k + j
         return idx, children[rows, j]
 
 
