@@ -177,7 +177,8 @@ def train_seed(
                 replay.add(obs, action, float(reward), next_obs, bool(terminated))
                 episode_return += float(reward)
                 if len(replay) > a.memory_start_size:
-                    beta = per_beta(config.per.beta, config.per.beta_end, step, config.per.beta_steps, run_progress)
+                    beta = (per_beta(config.per.beta, config.per.beta_end, step, config.per.beta_steps, run_progress)
+                            if a.prioritized else 1.0)  # uniform replay has no importance weights
                     batch = replay.sample(a.batch_size, beta)
                     learned = agent.update(batch)
                     if a.prioritized:
