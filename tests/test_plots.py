@@ -75,3 +75,12 @@ def test_unknown_extension_is_a_user_error(tmp_path):
     fig, _ = learning_curves([fake_run("dqn")])
     with pytest.raises(UserError, match="use a .png, .svg or .pdf"):
         save_figure(fig, tmp_path / "f.jpg")
+
+
+def test_plots_and_statistics_never_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, dqnrun.plots, dqnrun.stats; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
