@@ -21,6 +21,21 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
+def _version(value: bool) -> None:
+    if value:
+        from dqnrun import __version__
+
+        typer.echo(f"dqnrun {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Run value-based deep RL experiments: DQN, Double DQN, Prioritized Replay, Dueling."""
+
+
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 

@@ -121,3 +121,10 @@ def test_config_show_prints_the_resolved_config(tiny_config):
     assert result.exit_code == 0
     shown = yaml.safe_load(result.output)
     assert shown["agent"]["tau"] == 0.5 and shown["agent"]["double"] is True and shown["name"] == "tiny"
+
+
+def test_version():
+    from dqnrun import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"dqnrun {__version__}"
