@@ -21,6 +21,10 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
 def _version(value: bool) -> None:
     if value:
         from dqnrun import __version__
@@ -36,8 +40,6 @@ def main_options(
     """Run value-based deep RL experiments: DQN, Double DQN, Prioritized Replay, Dueling."""
 
 
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,6 +54,9 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
             error(str(exc))
             raise typer.Exit(EXIT_USER_ERROR) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
 
