@@ -179,14 +179,14 @@ def run_seeds(
     jobs: int,
     device: str,
     on_event: Callable[[Event], None],
-) -> dict[int, str]:
+) -> None:
     """Run `seeds` in `jobs` workers; feed their events to `on_event` in this thread.
 
     Ctrl-C or SIGTERM sets the stop flag: each worker finishes its episode, checkpoints and
-    returns. Returns {seed: status}.
+    returns. What finished is on disk (`pending_seeds` tells what did not).
     """
     if not seeds:
-        return {}
+        return
     manager: SyncManager | None = None
     if jobs > 1:
         manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
@@ -195,17 +195,16 @@ def run_seeds(
     else:
         channel = Channel(queue.Queue(), threading.Event(), in_subprocess=False)
 
-    statuses: dict[int, str] = {}
     failure: list[BaseException] = []
 
     def work() -> None:
         try:
             if jobs > 1:
                 tasks = (joblib.delayed(run_seed)(config, s, spec, device, run_dir, channel) for s in seeds)
-                outs = joblib.Parallel(n_jobs=jobs, backend="loky")(tasks)
+                joblib.Parallel(n_jobs=jobs, backend="loky")(tasks)
             else:
-                outs = [run_seed(config, s, spec, device, run_dir, channel) for s in seeds]
-            statuses.update(zip(seeds, outs))
+                for s in seeds:
+                    run_seed(config, s, spec, device, run_dir, channel)
         except BaseException as exc:  # surfaced in the main thread below
             failure.append(exc)
         finally:
@@ -249,7 +248,6 @@ def run_seeds(
             manager.shutdown()
     if failure and not stopped:
         raise failure[0]
-    return statuses
 
 
 # ---------------------------------------------------------------------------------------------

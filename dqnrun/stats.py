@@ -98,14 +98,23 @@ def curves(run: Run, length: int | None = None) -> tuple[np.ndarray, np.ndarray,
     if run.is_lecture or length is None:
         n = None if length is None else max(length - run_window(run) + 1, 0)
         return run.data["max_score"][:n], run.data["min_score"][:n], run.data["mean_score"][:n]
-    smoothed = per_seed_smoothed(run, length)
+    smoothed = per_seed_smoothed(run, length, pooled_only=True)
     return smoothed.max(axis=0), smoothed.min(axis=0), smoothed.mean(axis=0)
 
 
-def per_seed_smoothed(run: Run, length: int | None = None) -> np.ndarray:
+def per_seed_smoothed(run: Run, length: int | None = None, pooled_only: bool = False) -> np.ndarray:
+    """Smoothed curves per seed over the first `length` episodes, cut to the shortest.
+
+    `pooled_only`: only the seeds the run's own max/min/mean curves pool (those that did not
+    diverge), as `experiment.assemble` does.
+    """
     window = run_window(run)
+    scores = run.data["scores"]
+    if pooled_only and "aggregated_seeds" in run.data:
+        keep = set(run.data["aggregated_seeds"])
+        scores = [row for seed, row in zip(run.data["seeds"], scores) if seed in keep]
     rows = []
-    for row in run.data["scores"]:
+    for row in scores:
         row = row[~np.isnan(row)]
         rows.append(smooth(row[:length], window))
     n = min(len(r) for r in rows)

@@ -84,3 +84,12 @@ def test_plots_and_statistics_never_import_torch():
     code = "import sys, dqnrun.plots, dqnrun.stats; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_shortened_curves_pool_the_same_seeds_as_the_run():
+    run = fake_run("half", n_episodes=30, seeds=2)
+    run.data["scores"][1, 10:] = np.nan  # seed 2 diverged at episode 10
+    run.data["seeds"], run.data["aggregated_seeds"] = [1, 2], [1]
+    fig, _ = learning_curves([run], length=20)
+    mean = fig.axes[0].lines[0].get_ydata()
+    np.testing.assert_allclose(mean, np.convolve(run.data["scores"][0, :20], np.ones(5) / 5, "valid"))
