@@ -164,6 +164,9 @@ def train(
             console.print(f"[yellow]{earlier} is unfinished: `dqnrun train --resume {earlier}` continues it[/yellow]")
         write_text(run_dir / "config.yaml", config.to_yaml())
 
+    if config.smoothing_window < config.window:
+        console.print(f"[yellow]note: window {config.window} is longer than {config.episodes} episodes; "
+                      f"curves are smoothed over {config.smoothing_window} (recorded in the results)[/yellow]")
     todo = experiment.pending_seeds(run_dir, config)
     n_jobs = jobs or experiment.default_jobs(len(todo))
     n_jobs = max(1, min(n_jobs, len(todo) or 1))

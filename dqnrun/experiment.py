@@ -105,7 +105,7 @@ def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResu
             "dqnrun": __version__,
         }
         write_with(paths["model"], lambda tmp: torch.save(blob, tmp))
-    write_text(paths["metrics"], metrics_csv(result, config.window))
+    write_text(paths["metrics"], metrics_csv(result, config.smoothing_window))
     state = result.to_state()
     state.pop("best_state")
     write_joblib(paths["result"], state)
@@ -285,6 +285,42 @@ def versions() -> dict[str, str]:
     }
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux; platform's guess elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, str]:
+    """What decides the last bits of a float result besides the code: CPU and math libraries.
+
+    Bitwise reproducibility holds on the same hardware and library versions; matrix-multiply
+    kernels (MKL, oneDNN, OpenBLAS) pick code paths by CPU instruction set, so another CPU may
+    round differently. These fields let a reader tell why two runs differ.
+    """
+    import torch
+
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        numpy_blas = f"{blas.get('name', '?')} {blas.get('version', '?')}"
+    except Exception:  # older numpy without mode="dicts"
+        numpy_blas = "unknown"
+    return {
+        "cpu": cpu_model(),
+        "arch": platform.machine(),
+        "os": platform.platform(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_build": torch.__config__.show(),
+        "numpy_blas": numpy_blas,
+    }
+
+
 def assemble(run_dir: Path, config: Config, device: str) -> dict[str, Any]:
     """Build `results.joblib` from the per-seed files of a finished run, and write it."""
     results = [SeedResult.from_state({**joblib.load(seed_paths(run_dir, s)["result"]), "best_state": None})
@@ -293,8 +329,9 @@ def assemble(run_dir: Path, config: Config, device: str) -> dict[str, Any]:
     # The lecture's max/min/mean curves come from the seeds that trained to the end; a seed
     # that diverged stops early and would cut every curve short. (If all diverged: all of them.)
     pooled = [r for r in results if r.status == "complete"] or results
-    # max_steps can end a seed after fewer episodes than the window.
-    window = max(1, min([config.window, *(len(r.scores) for r in pooled)]))
+    # A window longer than the run shrinks to fit (`Config.smoothing_window`); max_steps can
+    # also end a seed after fewer episodes than the window. The window used is recorded.
+    window = max(1, min([config.smoothing_window, *(len(r.scores) for r in pooled)]))
     smoothed = {r.seed: smooth(np.asarray(r.scores), window) for r in results}
     max_score, min_score, mean_score = aggregate([smoothed[r.seed] for r in pooled])
     info = env_info(config.env)
@@ -326,6 +363,7 @@ def assemble(run_dir: Path, config: Config, device: str) -> dict[str, Any]:
         "config": config.to_dict(),
         "device": device,
         "versions": versions(),
+        "machine": machine(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_joblib(run_dir / RESULTS_FILE, data)

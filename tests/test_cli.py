@@ -40,6 +40,8 @@ def test_tiny_train_per_variant_writes_the_run_directory(tiny_config, tmp_path, 
     assert data["config"]["agent"]["prioritized"] == (variant == "per")
     assert data["config"]["agent"]["dueling"] == (variant == "dueling")
     assert set(data["versions"]) >= {"torch", "gymnasium", "numpy", "dqnrun"}
+    assert data["machine"]["cpu"] and "PyTorch built with" in data["machine"]["torch_build"]
+    assert set(data["machine"]) >= {"torch_cpu_capability", "numpy_blas", "arch"}
     model = torch.load(run / "models" / "seed-3.pt", weights_only=True)
     assert model["network"]["dueling"] == (variant == "dueling") and model["env_id"] == "CartPole-v1"
     assert model["score"] == data["best_score"][0]
@@ -114,6 +116,17 @@ def test_seeds_and_episodes_options_override_the_file(tiny_config, tmp_path):
     assert result.exit_code == 0, result.output
     data = joblib.load(tmp_path / "tiny" / "results.joblib")
     assert data["seeds"] == [7] and data["scores"].shape == (1, 4)
+
+
+def test_a_run_shorter_than_its_window_is_smoothed_over_the_whole_run(tiny_config, tmp_path):
+    result = train(str(tiny_config()), "--out", str(tmp_path), "--seeds", "7", "--episodes", "2", "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    assert "window 3 is longer than 2 episodes; curves are smoothed over 2" in result.output
+    data = joblib.load(tmp_path / "tiny" / "results.joblib")
+    assert data["window"] == 2 and data["config"]["window"] == 3
+    np.testing.assert_allclose(data["mean_score"], [data["scores"][0].mean()])
+    rows = (tmp_path / "tiny" / "metrics" / "seed-7.csv").read_text().splitlines()
+    assert rows[1].split(",")[4] == "" and float(rows[2].split(",")[4]) == pytest.approx(data["mean_score"][0], rel=1e-5)
 
 
 def test_config_show_prints_the_resolved_config(tiny_config):
