@@ -66,6 +66,7 @@ class UpdateResult(NamedTuple):
     loss: torch.Tensor  # scalar, detached
     td_errors: torch.Tensor  # (B,), detached
     max_q: torch.Tensor  # scalar: largest |Q(s, a)| in the batch, detached, to catch divergence
+    mean_q: torch.Tensor  # scalar: mean Q(s, a) of the batch, detached (for logging)
 
 
 class Agent:
@@ -112,7 +113,8 @@ class Agent:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return UpdateResult(loss.detach(), td_errors.detach(), q.detach().abs().max())
+        q = q.detach()
+        return UpdateResult(loss.detach(), td_errors.detach(), q.abs().max(), q.mean())
 
     def sync_target(self) -> None:
         polyak_update(self._target_params, self._online_params, self.config.tau)

@@ -71,25 +71,6 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def resolve_device(name: str) -> str:
-    import torch
-
-    name = name.lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("--device mps: no Apple MPS device is available here; use --device cpu or auto")
-    if name not in ("cpu", "cuda", "mps"):
-        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or mps")
-    return name
-
-
 SET_HELP = "Override a config key, e.g. --set agent.learning_rate=0.0005 (repeatable; values are YAML)."
 
 
@@ -110,6 +91,7 @@ def train(
     name: Optional[str] = typer.Option(None, help="Run directory name (default: the config's `name`)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run of the same name."),
     resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run directory from its checkpoints."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard logs to RUN/tb/ (sets logging.tensorboard)."),
 ) -> None:
     """Train every seed of a config in parallel and save the run under results/.
 
@@ -122,77 +104,48 @@ def train(
       dqnrun train --resume results/ddqn
     """
     from dqnrun import experiment
-    from dqnrun.config import load_config
     from dqnrun.console import LiveTraining, TrainingDisplay, console, seed_summary
 
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {jobs}")
-    if resume is not None:
-        if config_path is not None or set_ or seeds or episodes or name or force:
-            raise UserError("--resume takes only the run directory (and --jobs/--device): the run keeps its config")
-        run_dir = resume
-        if not (run_dir / "config.yaml").is_file():
-            raise UserError(f"{run_dir} is not a dqnrun run directory (no config.yaml)")
-        config = load_config(run_dir / "config.yaml")
-        spec = experiment.plan(config, jobs)
-        if (run_dir / "results.joblib").exists() and not experiment.pending_seeds(run_dir, config):
-            raise UserError(f"{run_dir} is already complete; nothing to resume")
-        for s in experiment.pending_seeds(run_dir, config):  # fail here, not inside a worker
-            experiment.load_checkpoint(experiment.seed_paths(run_dir, s)["checkpoint"])
-    else:
-        if config_path is None:
-            raise UserError("missing CONFIG: e.g. `dqnrun train configs/ddqn.yaml` (or --resume RUN_DIR)")
-        overrides = list(set_)
-        if seeds is not None:
-            overrides.append(f"seeds=[{', '.join(map(str, parse_seeds(seeds)))}]")
-        if episodes is not None:
-            overrides.append(f"episodes={episodes}")
-        if name is not None:
-            overrides.append(f"name={name}")
-        config = load_config(config_path, overrides)
-        spec = experiment.plan(config, jobs)
-    dev = resolve_device(device)
-
-    if resume is None:
-        from dqnrun.results import claim_run_dir, write_text
-
-        run_dir, note = claim_run_dir(out, config.name, force=force)
-        if note:
-            console.print(f"[yellow]{note}[/yellow]")
-        earlier = out / config.name
-        if note and not force and not (earlier / "results.joblib").exists():
-            console.print(f"[yellow]{earlier} is unfinished: `dqnrun train --resume {earlier}` continues it[/yellow]")
-        write_text(run_dir / "config.yaml", config.to_yaml())
-
-    if config.smoothing_window < config.window:
-        console.print(f"[yellow]note: window {config.window} is longer than {config.episodes} episodes; "
-                      f"curves are smoothed over {config.smoothing_window} (recorded in the results)[/yellow]")
-    todo = experiment.pending_seeds(run_dir, config)
-    n_jobs = jobs or experiment.default_jobs(len(todo))
-    n_jobs = max(1, min(n_jobs, len(todo) or 1))
+    if resume is not None and (config_path is not None or set_ or seeds or episodes or name or force or tensorboard):
+        raise UserError("--resume takes only the run directory (and --jobs/--device): the run keeps its config")
+    overrides = list(set_)
+    if seeds is not None:
+        overrides.append(f"seeds=[{', '.join(map(str, parse_seeds(seeds)))}]")
+    if episodes is not None:
+        overrides.append(f"episodes={episodes}")
+    if name is not None:
+        overrides.append(f"name={name}")
+    if tensorboard:
+        overrides.append("logging.tensorboard=true")
+    run_plan = experiment.start_run(config_path, overrides=overrides, out=out, force=force, resume=resume,
+                                    jobs=jobs, device=device)
+    for note in run_plan.notes:
+        console.print(f"[yellow]{note}[/yellow]")
+    config, run_dir = run_plan.config, run_plan.run_dir
     console.print(
         f"[bold]{config.name}[/bold]: {config.variant} on {config.env}, seeds {list(config.seeds)}, "
-        f"{config.episodes} episodes, device {dev}, {n_jobs} job{'s' if n_jobs > 1 else ''} -> {run_dir}"
+        f"{config.episodes} episodes, device {run_plan.device}, {run_plan.jobs} job{'s' if run_plan.jobs > 1 else ''}"
+        f" -> {run_dir}"
     )
-    display = TrainingDisplay(title=f"{config.name} ({config.variant}, {config.env})", seeds=todo,
-                              episodes=config.episodes)
+    if run_plan.tensorboard:
+        console.print(f"TensorBoard: tensorboard --logdir {run_dir.parent}")
+    display = TrainingDisplay(title=f"{config.name} ({config.variant}, {config.env})", seeds=run_plan.todo,
+                              episodes=config.episodes, resumed_from=run_plan.resumed_from, jobs=run_plan.jobs)
     try:
         with LiveTraining(display) as live:
-            experiment.run_seeds(config, todo, spec, run_dir, n_jobs, dev, live.handle)
+            outcome = experiment.execute(run_plan, live.handle)
     except KeyboardInterrupt:
         console.print(f"[yellow]aborted: progress since each seed's last checkpoint is lost; "
                       f"continue with `dqnrun train --resume {run_dir}`[/yellow]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    unfinished = experiment.pending_seeds(run_dir, config)  # diverged seeds are finished too
-    if unfinished:
-        done = len(config.seeds) - len(unfinished)
+    if outcome.run is None:
+        done = len(config.seeds) - len(outcome.unfinished)
         console.print(
             f"[yellow]interrupted: {done} of {len(config.seeds)} seeds complete, the others checkpointed; "
             f"continue with `dqnrun train --resume {run_dir}`[/yellow]"
         )
         raise typer.Exit(EXIT_INTERRUPTED)
-    data = experiment.assemble(run_dir, config, dev)
-    console.print(seed_summary(data))
+    console.print(seed_summary(outcome.run))
     console.print(f"saved [bold]{run_dir}[/bold]")
 
 
@@ -248,7 +201,7 @@ def alignment(runs: list[Any]) -> tuple[int | None, list[str]]:
     from dqnrun.stats import run_length
 
     notes = []
-    envs = sorted({r.get("env_id") for r in runs if not r.is_lecture})
+    envs = sorted({r.env_id for r in runs if not r.is_lecture})
     if len(envs) > 1:
         notes.append(f"runs are on different environments ({', '.join(envs)}): their scores are not comparable")
     lengths = {r.name: run_length(r) for r in runs}
@@ -337,7 +290,7 @@ def compare(
         raise UserError(f"--last must be >= 1, got {last}")
     loaded = load_runs(runs or [], root)
     length, notes = alignment(loaded)
-    thresholds = {r.get("reward_threshold") for r in loaded if not r.is_lecture}
+    thresholds = {r.reward_threshold for r in loaded if not r.is_lecture}
     threshold = thresholds.pop() if len(thresholds) == 1 else None
     summaries = [summarize(r, last, length, threshold) for r in loaded]
 
@@ -424,7 +377,7 @@ def list_runs(
     from rich.table import Table
 
     from dqnrun.console import console
-    from dqnrun.results import find_runs, load_run
+    from dqnrun.results import RunDir, find_runs, load_run, read_progress
     from dqnrun.stats import summarize
 
     if not root.is_dir():
@@ -438,18 +391,18 @@ def list_runs(
     for col in ("run", "variant", "env", "seeds", "episodes", "created", "final score", "status"):
         table.add_column(col, justify="right" if col in ("seeds", "episodes", "final score") else "left")
     for path in found:
-        if path.is_dir() and not (path / "results.joblib").exists():
-            import yaml
-
+        if path.is_dir() and not RunDir(path).is_finished():
             try:
-                cfg = yaml.safe_load((path / "config.yaml").read_text())
-                seeds = cfg.get("seeds", [])
-                done = len(list((path / "seeds").glob("seed-*.joblib"))) if (path / "seeds").is_dir() else 0
-                table.add_row(path.name, str(cfg.get("variant", "?")), str(cfg.get("env", "?")), str(len(seeds)),
-                              str(cfg.get("episodes", "?")), "-", "-",
-                              f"unfinished: {done}/{len(seeds)} seeds (dqnrun train --resume {path})")
-            except (OSError, yaml.YAMLError, AttributeError):
+                progress = read_progress(path)
+            except UserError:
                 table.add_row(path.name, "?", "?", "?", "?", "-", "-", "unreadable")
+                continue
+            cfg = progress.config
+            done = ", ".join(f"{seed}: {n}" for seed, n in progress.episodes_done.items())
+            state = "training" if progress.is_live else "interrupted"
+            table.add_row(path.name, cfg.variant, cfg.env, str(len(cfg.seeds)), str(cfg.episodes), "-", "-",
+                          f"{state}: episodes done {done}"
+                          + ("" if progress.is_live else f" (dqnrun train --resume {path})"))
             continue
         try:
             run = load_run(path)
@@ -458,11 +411,10 @@ def list_runs(
             continue
         s = summarize(run, None)
         final = "-" if not math.isfinite(s.final_mean) else f"{s.final_mean:.1f}"
-        created = str(run.get("created", "-")).replace("T", " ")[:16]
-        statuses = run.get("status", [])
+        created = run.created.replace("T", " ")[:16] or "-"
         status = "lecture file" if run.is_lecture else (
-            "complete" if all(x == "complete" for x in statuses)
-            else ", ".join(f"{seed}: {x}" for seed, x in zip(run.get("seeds"), statuses) if x != "complete"))
+            "complete" if all(x == "complete" for x in run.status)
+            else ", ".join(f"{seed}: {x}" for seed, x in zip(run.seeds, run.status) if x != "complete"))
         table.add_row(run.name, s.variant, s.env_id, "-" if s.n_seeds is None else str(s.n_seeds),
                       str(s.episodes), created, final, status)
     console.print(table)
@@ -482,6 +434,7 @@ def watch(
     record: Optional[Path] = typer.Option(None, help="Write a .gif or .mp4 instead of opening a window (no display needed)."),
     scale: float = typer.Option(1.0, help="Resize recorded frames by this factor, e.g. 0.5."),
     env_seed: int = typer.Option(0, help="Seed of the episodes' initial states."),
+    model: str = typer.Option("best", "--model", help="best (highest evaluation score while training) or final (end of training)."),
 ) -> None:
     """Play a saved policy in a window, or record it to a GIF or MP4.
 
@@ -492,6 +445,7 @@ def watch(
       dqnrun watch results/ddqn --record ddqn.gif --episodes 2
     """
     from dqnrun.console import console
+    from dqnrun.results import MODEL_KINDS
     from dqnrun.watch import best_policy, check_record_path, play
     from dqnrun.watch import record as record_policy
 
@@ -503,8 +457,10 @@ def watch(
         raise UserError(f"--scale must be in (0, 4], got {scale}")
     if record is not None:
         check_record_path(record)
-    policy = best_policy(run, seed)
-    console.print(f"{run}: seed {policy.seed} ({policy.variant}, best score {policy.score:g} "
+    if model not in MODEL_KINDS:
+        raise UserError(f"--model {model!r}: expected best or final")
+    policy = best_policy(run, seed, model)
+    console.print(f"{run}: seed {policy.seed} ({policy.variant}, {model} model: score {policy.score:g} "
                   f"at episode {policy.episode}) on {policy.env_id}")
 
     def report(episode: int, total: float, length: int) -> None:
@@ -524,39 +480,50 @@ def evaluate(
     episodes: int = typer.Option(100, "--episodes", "-n", help="Greedy episodes per model, run as one batch."),
     seed: Optional[int] = typer.Option(None, help="Only the model of this seed (default: every seed's)."),
     env_seed: int = typer.Option(0, help="Seed of the episodes' initial states (the same for every model)."),
+    model: str = typer.Option("best", "--model", help="best (highest evaluation score while training) or final (end of training)."),
 ) -> None:
-    """Measure saved policies: greedy returns per seed's best model, and their mean.
+    """Measure saved policies: greedy returns per seed's model, and their mean, beside the score
+    each model had when training saved it (a "best" model was picked on few episodes, so its
+    re-evaluated score is often lower).
 
-    [b]Example[/b]
+    [b]Examples[/b]
 
       dqnrun evaluate results/ddqn --episodes 100
+
+      dqnrun evaluate results/ddqn --model final
     """
     from rich import box
     from rich.table import Table
 
     from dqnrun.console import console
+    from dqnrun.results import MODEL_KINDS
     from dqnrun.watch import evaluate_policy, policies
 
     if episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {episodes}")
-    loaded = policies(run, seed)
+    if model not in MODEL_KINDS:
+        raise UserError(f"--model {model!r}: expected best or final")
+    loaded = policies(run, seed, model)
     table = Table(box=box.SIMPLE_HEAD)
-    for col in ("seed", "mean", "std", "min", "max"):
+    for col in ("seed", "at training (episode)", "mean", "gap", "std", "min", "max"):
         table.add_column(col, justify="right")
-    means = []
+    means, saved = [], []
     for policy in loaded:
         returns = evaluate_policy(policy, episodes, env_seed)
         means.append(returns.mean())
-        table.add_row(str(policy.seed), f"{returns.mean():.1f}", f"{returns.std():.1f}",
+        saved.append(policy.score)
+        table.add_row(str(policy.seed), f"{policy.score:.1f} ({policy.episode})", f"{returns.mean():.1f}",
+                      f"{returns.mean() - policy.score:+.1f}", f"{returns.std():.1f}",
                       f"{returns.min():g}", f"{returns.max():g}")
     if len(means) > 1:
         import numpy as np
 
         table.add_section()
-        table.add_row("all", f"{np.mean(means):.1f}", f"{np.std(means):.1f}", f"{np.min(means):.1f}",
-                      f"{np.max(means):.1f}")
-    console.print(f"{run}: {episodes} greedy episodes per saved model on {loaded[0].env_id}, "
-                  f"initial states from --env-seed {env_seed}")
+        table.add_row("all", f"{np.mean(saved):.1f}", f"{np.mean(means):.1f}",
+                      f"{np.mean(means) - np.mean(saved):+.1f}", f"{np.std(means):.1f}",
+                      f"{np.min(means):.1f}", f"{np.max(means):.1f}")
+    console.print(f"{run}: {model} model of each seed, {episodes} greedy episodes on {loaded[0].env_id} "
+                  f"(initial states from --env-seed {env_seed}); 'at training' = its evaluation score when saved")
     console.print(table)
 
 

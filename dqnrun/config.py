@@ -62,6 +62,11 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class LoggingConfig:
+    tensorboard: bool = _doc("write TensorBoard event files under <run>/tb/ (needs dqnrun[tensorboard])", False)
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = _doc("run directory name (default: the config file's stem)")
     variant: str = _doc("preset: dqn | ddqn | per | dueling")
@@ -76,6 +81,7 @@ class Config:
     epsilon: EpsilonConfig = _doc("epsilon-greedy exploration", EpsilonConfig())
     per: PerConfig = _doc("prioritized replay (used when agent.prioritized)", PerConfig())
     network: NetworkConfig = _doc("Q-network", NetworkConfig())
+    logging: LoggingConfig = _doc("what is logged while training (changes no number)", LoggingConfig())
 
     @property
     def smoothing_window(self) -> int:

@@ -10,6 +10,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from dqnrun.results import Run
 from dqnrun.trainer import EpisodeEnd, Event, SeedEnd
 
 
@@ -48,38 +49,86 @@ class SeedRow:
     best_episode: int = 0
     epsilon: float = math.nan
     status: str = "waiting"
+    wall_time: float = 0.0  # seconds trained (across resumes)
+    start: tuple[int, int, float] | None = None  # (episode, steps, wall time) when this process first heard of it
+    steps_per_s: float = math.nan
+    finished: bool = False
+
+    def pace(self) -> float:
+        """Seconds per episode in this process so far (nan: no episode yet)."""
+        if self.start is None or self.episode <= self.start[0]:
+            return math.nan
+        return (self.wall_time - self.start[2]) / (self.episode - self.start[0])
+
+
+
+def fmt_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "-"
+    return fmt_seconds(seconds) if seconds < 3600 else f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
 @dataclass
 class TrainingDisplay:
-    """Live table, one row per seed, updated from trainer events."""
+    """Live table, one row per seed, updated from trainer events.
+
+    `resumed_from` gives the episode each resumed seed continues from; `jobs` how many seeds
+    train at once (for the run's ETA).
+    """
 
     title: str
     seeds: list[int]
     episodes: int
+    resumed_from: dict[int, int] = field(default_factory=dict)
+    jobs: int = 1
     rows: dict[int, SeedRow] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rows = {s: SeedRow(s, episodes=self.episodes) for s in self.seeds}
+        for s, done in self.resumed_from.items():
+            if s in self.rows:
+                self.rows[s].episode = done
+                self.rows[s].status = f"resumes after episode {done}"
 
     def handle(self, event: Event) -> None:
         row = self.rows[event.seed]
         if isinstance(event, EpisodeEnd):
+            if row.start is None:  # the previous episode's end is where this process's timing starts
+                row.start = (event.episode - 1, event.steps, event.wall_time)
+                row.steps_per_s = math.nan
+            elif event.wall_time > row.start[2]:
+                row.steps_per_s = (event.steps - row.start[1]) / (event.wall_time - row.start[2])
             row.episode, row.episodes, row.steps = event.episode, event.episodes, event.steps
             row.score, row.best, row.best_episode = event.score, event.best_score, event.best_episode
-            row.epsilon = event.epsilon
+            row.epsilon, row.wall_time = event.epsilon, event.wall_time
             row.status = "training"
         elif isinstance(event, SeedEnd):
             row.status = event.status if not event.message else f"{event.status}: {event.message}"
+            row.finished = True
+
+    def eta(self) -> float:
+        """Seconds until every seed is done (nan: unknown yet): the episodes left at each seed's
+        pace (a seed not started yet: the others' mean pace), shared by `jobs` workers, and never
+        less than the longest single seed's remaining time."""
+        paces = {r.seed: r.pace() for r in self.rows.values() if math.isfinite(r.pace())}
+        if not paces:
+            return math.nan
+        mean_pace = sum(paces.values()) / len(paces)
+        left = [paces.get(r.seed, mean_pace) * max(0, r.episodes - r.episode)
+                for r in self.rows.values() if not r.finished]
+        return max(sum(left) / max(1, self.jobs), max(left)) if left else 0.0
 
     def render(self) -> Table:
-        table = Table(title=self.title, title_justify="left", expand=False)
-        for col in ("seed", "episode", "env steps", "epsilon", "score", "best (episode)", "status"):
+        eta = self.eta()
+        title = self.title + (f"  ETA {fmt_eta(eta)}" if math.isfinite(eta) and eta > 0 else "")
+        table = Table(title=title, title_justify="left", expand=False)
+        for col in ("seed", "episode", "env steps", "steps/s", "epsilon", "score", "best (episode)", "status"):
             table.add_column(col, justify="right" if col not in ("status",) else "left")
         for row in self.rows.values():
             best = f"{fmt_score(row.best)} ({row.best_episode})" if row.best_episode else "-"
             eps = "-" if math.isnan(row.epsilon) else f"{row.epsilon:.3f}"
-            table.add_row(str(row.seed), f"{row.episode}/{row.episodes}", f"{row.steps:,}", eps,
+            rate = "-" if not math.isfinite(row.steps_per_s) else f"{row.steps_per_s:,.0f}"
+            table.add_row(str(row.seed), f"{row.episode}/{row.episodes}", f"{row.steps:,}", rate, eps,
                           fmt_score(row.score), best, row.status)
         return table
 
@@ -96,6 +145,9 @@ class LiveTraining:
     def __enter__(self) -> "LiveTraining":
         if self.live:
             self.live.__enter__()
+        else:
+            for seed, done in self.display.resumed_from.items():
+                self.out.print(f"seed {seed}: resumes after episode {done}")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -113,30 +165,34 @@ class LiveTraining:
                            f"{row.steps:,} env steps, best {fmt_score(row.best)} at episode {row.best_episode}"
                            + (f" ({event.message})" if event.message and event.status != "complete" else ""))
         elif isinstance(event, EpisodeEnd) and (event.episode % 50 == 0 or event.episode == event.episodes):
+            row = self.display.rows[event.seed]
+            rate = f", {row.steps_per_s:,.0f} steps/s" if math.isfinite(row.steps_per_s) else ""
+            eta = self.display.eta()
             self.out.print(f"seed {event.seed}: episode {event.episode}/{event.episodes}, "
                            f"{event.steps:,} steps, score {fmt_score(event.score)}, "
-                           f"best {fmt_score(event.best_score)} ({event.best_episode})")
+                           f"best {fmt_score(event.best_score)} ({event.best_episode}){rate}"
+                           + (f", run ETA {fmt_eta(eta)}" if math.isfinite(eta) and eta > 0 else ""))
 
 
-def seed_summary(data: dict) -> Table:
+def seed_summary(run: Run) -> Table:
     """End-of-run table: per seed, the best score, first episode reaching it, steps, wall time."""
     import numpy as np
 
-    table = Table(title=f"{data['name']}: {data['variant']} on {data['env_id']}", title_justify="left")
+    table = Table(title=f"{run.name}: {run.variant} on {run.env_id}", title_justify="left")
     for col in ("seed", "best score", "first at episode", "final smoothed", "env steps", "wall time", "status"):
         table.add_column(col, justify="right" if col != "status" else "left")
-    for i, seed in enumerate(data["seeds"]):
-        n = int(data["episodes"][i])
-        smoothed = data["smoothed"][i]
+    for i, seed in enumerate(run.seeds):
+        n = int(run.episodes[i])
+        smoothed = run.smoothed[i]
         smoothed = smoothed[~np.isnan(smoothed)]
-        status = data["status"][i]
+        status = run.status[i]
         if status == "diverged":
-            status = f"diverged at {data['diverged'][i]}"
+            status = f"diverged at {run.diverged[i]}"
         table.add_row(
-            str(seed), fmt_score(float(data["best_score"][i])), str(int(data["best_episode"][i])),
+            str(seed), fmt_score(float(run.best_score[i])), str(int(run.best_episode[i])),
             fmt_score(float(smoothed[-1])) if len(smoothed) else "-",
-            f"{int(data['steps'][i][n - 1]):,}" if n else "0",
-            fmt_seconds(data["wall_time"][i]), status,
+            f"{int(run.steps[i][n - 1]):,}" if n else "0",
+            fmt_seconds(run.wall_time[i]), status,
         )
     return table
 

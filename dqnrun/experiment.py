@@ -1,14 +1,14 @@
-"""Many seeds of one config: parallel workers (joblib), smoothing, aggregation, the run directory.
+"""One run (many seeds of one config): claim, resume checks, workers, live files, assembly.
 
-Each seed runs `trainer.train_seed` in a worker and writes its own files as soon as it ends
-(model, metrics, per-seed result), so a crash or Ctrl-C loses at most the unfinished seeds'
-progress since their last checkpoint. `results.joblib` is assembled once every seed is done.
+`start_run` then `execute` is the whole lifecycle, shared by `dqnrun train` and `dqnrun.train()`.
+Each seed runs `trainer.train_seed` in a worker (`run_seeds`); this process turns its events
+into the live metrics rows and TensorBoard scalars. A finished seed's models and result are
+saved as soon as it ends, so a crash or Ctrl-C loses at most the unfinished seeds' progress
+since their last checkpoint. `results.joblib` is assembled once every seed is done.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import multiprocessing
 import os
@@ -16,41 +16,37 @@ import platform
 import queue
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from multiprocessing.managers import SyncManager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import joblib
 import numpy as np
 
 from dqnrun import __version__
-from dqnrun.config import Config
+from dqnrun.config import Config, apply_overrides, config_from_dict, load_config
 from dqnrun.envs import env_info
 from dqnrun.errors import UserError
 from dqnrun.networks import NetworkSpec
 from dqnrun.replay import replay_bytes
 from dqnrun.results import (
     MODEL_FORMAT,
-    RESULT_FORMAT,
-    RESULTS_FILE,
+    MetricsFile,
+    Run,
+    RunDir,
+    claim_run_dir,
     load_torch_file,
+    results_data,
+    run_from_data,
     write_joblib,
+    write_results,
     write_text,
     write_with,
 )
 from dqnrun.smoothing import aggregate, smooth
-from dqnrun.trainer import CHECKPOINT_FORMAT, Event, SeedResult, train_seed
-
-
-def pad(rows: list[list[float]] | list[np.ndarray]) -> np.ndarray:
-    """Stack rows of possibly different lengths into a 2-D float array, NaN-padded."""
-    n = max((len(r) for r in rows), default=0)
-    out = np.full((len(rows), n), np.nan)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out
+from dqnrun.trainer import CHECKPOINT_FORMAT, EpisodeEnd, Event, SeedEnd, SeedResult, train_seed
 
 
 def default_jobs(n_seeds: int) -> int:
@@ -61,55 +57,36 @@ def default_jobs(n_seeds: int) -> int:
 # Per-seed files
 
 
-def seed_paths(run_dir: Path, seed: int) -> dict[str, Path]:
-    return {
-        "result": run_dir / "seeds" / f"seed-{seed}.joblib",
-        "model": run_dir / "models" / f"seed-{seed}.pt",
-        "metrics": run_dir / "metrics" / f"seed-{seed}.csv",
-        "checkpoint": run_dir / "checkpoints" / f"seed-{seed}.pt",
-    }
-
-
-def metrics_csv(result: SeedResult, window: int) -> str:
-    smoothed = smooth(np.asarray(result.scores), window)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["episode", "env_steps", "train_return", "score", "smoothed_score", "epsilon", "mean_loss"])
-    for i, score in enumerate(result.scores):
-        j = i - (window - 1)
-        w.writerow([
-            i + 1, result.steps[i], f"{result.train_returns[i]:.6g}", f"{score:.6g}",
-            f"{smoothed[j]:.6g}" if 0 <= j < len(smoothed) else "",
-            f"{result.epsilons[i]:.6g}",
-            "" if math.isnan(result.losses[i]) else f"{result.losses[i]:.6g}",
-        ])
-    return buf.getvalue()
-
-
 def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResult) -> None:
-    """Write a finished seed's model, metrics and result; drop its checkpoint."""
+    """Write a finished seed's models (best and final) and result; drop its checkpoint."""
     import torch
 
-    paths = seed_paths(run_dir, result.seed)
-    if result.best_state is not None:
+    files = RunDir(run_dir)
+
+    def save_model(path: Path, state: dict[str, Any], score: float, episode: int) -> None:
         blob = {
             "format": MODEL_FORMAT,
-            "state_dict": result.best_state,
+            "state_dict": state,
             "network": spec.to_dict(),
             "env_id": config.env,
             "variant": config.variant,
             "switches": {k: getattr(config.agent, k) for k in ("double", "dueling", "prioritized", "tau")},
             "seed": result.seed,
-            "score": result.best_score,
-            "episode": result.best_episode,
+            "score": score,
+            "episode": episode,
             "dqnrun": __version__,
         }
-        write_with(paths["model"], lambda tmp: torch.save(blob, tmp))
-    write_text(paths["metrics"], metrics_csv(result, config.smoothing_window))
+        write_with(path, lambda tmp: torch.save(blob, tmp))
+
+    if result.best_state is not None:
+        save_model(files.model(result.seed, "best"), result.best_state, result.best_score, result.best_episode)
+    if result.final_state is not None and result.scores:
+        save_model(files.model(result.seed, "final"), result.final_state, result.scores[-1], len(result.scores))
     state = result.to_state()
     state.pop("best_state")
-    write_joblib(paths["result"], state)
-    paths["checkpoint"].unlink(missing_ok=True)
+    state.pop("final_state")
+    write_joblib(files.seed_result(result.seed), state)
+    files.checkpoint(result.seed).unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
@@ -144,13 +121,13 @@ def run_seed(config: Config, seed: int, spec: NetworkSpec, device: str, run_dir:
         # The main process decides when to stop (it owns Ctrl-C and SIGTERM); workers finish
         # their episode, checkpoint and return.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    paths = seed_paths(run_dir, seed)
-    resume = load_checkpoint(paths["checkpoint"])
+    checkpoint_path = RunDir(run_dir).checkpoint(seed)
+    resume = load_checkpoint(checkpoint_path)
 
     def save_checkpoint(state: dict[str, Any]) -> None:
         import torch
 
-        write_with(paths["checkpoint"], lambda tmp: torch.save(state, tmp))
+        write_with(checkpoint_path, lambda tmp: torch.save(state, tmp))
 
     result = train_seed(
         config, seed, spec, device,
@@ -321,11 +298,10 @@ def machine() -> dict[str, str]:
     }
 
 
-def assemble(run_dir: Path, config: Config, device: str) -> dict[str, Any]:
-    """Build `results.joblib` from the per-seed files of a finished run, and write it."""
-    results = [SeedResult.from_state({**joblib.load(seed_paths(run_dir, s)["result"]), "best_state": None})
-               for s in config.seeds]
-    lengths = [len(r.scores) for r in results]
+def assemble(run_dir: Path, config: Config, device: str) -> Run:
+    """Build `results.joblib` from the per-seed files of a finished run, write it, return its view."""
+    files = RunDir(run_dir)
+    results = [SeedResult.from_state({**files.read_seed_result(s), "best_state": None}) for s in config.seeds]
     # The lecture's max/min/mean curves come from the seeds that trained to the end; a seed
     # that diverged stops early and would cut every curve short. (If all diverged: all of them.)
     pooled = [r for r in results if r.status == "complete"] or results
@@ -333,45 +309,226 @@ def assemble(run_dir: Path, config: Config, device: str) -> dict[str, Any]:
     # also end a seed after fewer episodes than the window. The window used is recorded.
     window = max(1, min([config.smoothing_window, *(len(r.scores) for r in pooled)]))
     smoothed = {r.seed: smooth(np.asarray(r.scores), window) for r in results}
-    max_score, min_score, mean_score = aggregate([smoothed[r.seed] for r in pooled])
-    info = env_info(config.env)
-    data = {
-        # The lecture's keys, so its notebook plots still work.
-        "max_score": max_score,
-        "min_score": min_score,
-        "mean_score": mean_score,
-        "format": RESULT_FORMAT,
-        "name": run_dir.name,
-        "scores": pad([r.scores for r in results]),
-        "smoothed": pad(list(smoothed.values())),
-        "steps": pad([r.steps for r in results]),
-        "train_returns": pad([r.train_returns for r in results]),
-        "epsilons": pad([r.epsilons for r in results]),
-        "losses": pad([r.losses for r in results]),
-        "episodes": np.array(lengths),
-        "best_score": np.array([r.best_score for r in results]),
-        "best_episode": np.array([r.best_episode for r in results]),
-        "wall_time": np.array([r.wall_time for r in results]),
-        "status": [r.status for r in results],
-        "aggregated_seeds": [r.seed for r in pooled],
-        "diverged": [r.diverged for r in results],
-        "seeds": list(config.seeds),
-        "variant": config.variant,
-        "env_id": config.env,
-        "reward_threshold": info.reward_threshold,
-        "window": window,
-        "config": config.to_dict(),
-        "device": device,
-        "versions": versions(),
-        "machine": machine(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_joblib(run_dir / RESULTS_FILE, data)
-    checkpoints = run_dir / "checkpoints"
-    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
-        checkpoints.rmdir()
-    return data
+    data = results_data(
+        name=files.name, config=config.to_dict(), seeds=[r.to_state() for r in results], window=window,
+        pooled=[r.seed for r in pooled], curves=aggregate([smoothed[r.seed] for r in pooled]),
+        smoothed=list(smoothed.values()), reward_threshold=env_info(config.env).reward_threshold,
+        device=device, versions=versions(), machine=machine(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    write_results(files, data)
+    if files.checkpoints_dir.is_dir() and not any(files.checkpoints_dir.iterdir()):
+        files.checkpoints_dir.rmdir()
+    return run_from_data(data, files.results_file)
 
 
 def pending_seeds(run_dir: Path, config: Config) -> list[int]:
-    return [s for s in config.seeds if not seed_paths(run_dir, s)["result"].exists()]
+    return RunDir(run_dir).pending_seeds(config.seeds)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run lifecycle: one code path for `dqnrun train` and `dqnrun.train()`
+
+
+def resolve_device(name: str) -> str:
+    """auto (cuda, then mps, then cpu), cpu, cuda or mps, checked against this machine."""
+    import torch
+
+    name = name.lower()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if name == "mps" and not mps:
+        raise UserError("--device mps: no Apple MPS device is available here; use --device cpu or auto")
+    if name not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or mps")
+    return name
+
+
+def resolve_config(config: str | Path | dict[str, Any] | Config, overrides: Sequence[str] = ()) -> Config:
+    """A Config from a YAML path, a plain dict or a Config, with `key=value` overrides applied."""
+    if isinstance(config, Config):
+        return config_from_dict(apply_overrides(config.to_dict(), overrides), source="config")
+    if isinstance(config, dict):
+        return config_from_dict(apply_overrides(config, overrides), source="config")
+    if isinstance(config, (str, Path)):
+        return load_config(config, overrides)
+    raise UserError(f"config must be a YAML path, a dict or a dqnrun.Config, not {type(config).__name__}")
+
+
+@dataclass
+class RunPlan:
+    """A run directory claimed and ready to train: what `execute` needs and what to tell the user."""
+
+    run_dir: Path
+    config: Config
+    spec: NetworkSpec
+    device: str
+    jobs: int
+    todo: list[int]  # seeds still to train
+    resumed_from: dict[int, int]  # seed -> episodes its checkpoint already holds
+    checkpoints: dict[int, dict[str, Any]]  # seed -> its checkpoint's result state (for the metrics rows)
+    notes: list[str] = field(default_factory=list)  # warnings for the user (renamed directory, ...)
+    tensorboard: bool = False
+
+
+def start_run(
+    config: str | Path | dict[str, Any] | Config | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    out: str | Path = "results",
+    force: bool = False,
+    resume: str | Path | None = None,
+    jobs: int | None = None,
+    device: str = "auto",
+    tensorboard: bool | None = None,
+) -> RunPlan:
+    """Check everything that can be checked before training, then claim the run directory.
+
+    A new run: resolve the config, check the environment and memory, claim `out/<name>` (never
+    reusing a directory silently) and write its config.yaml. `resume`: reopen an interrupted run
+    directory with its own config and check its checkpoints.
+    """
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {jobs}")
+    notes = []
+    if resume is not None:
+        files = RunDir(Path(resume))
+        if not files.config_file.is_file():
+            raise UserError(f"{files.path} is not a dqnrun run directory (no config.yaml)")
+        cfg = load_config(files.config_file)
+        spec = plan(cfg, jobs)
+        if files.is_finished() and not files.pending_seeds(cfg.seeds):
+            raise UserError(f"{files.path} is already complete; nothing to resume")
+    else:
+        if config is None:
+            raise UserError("missing CONFIG: e.g. `dqnrun train configs/ddqn.yaml` (or --resume RUN_DIR)")
+        cfg = resolve_config(config, overrides)
+        spec = plan(cfg, jobs)
+    dev = resolve_device(device)
+    use_tb = cfg.logging.tensorboard if tensorboard is None else tensorboard
+    if use_tb:
+        from dqnrun.tblog import require_tensorboard
+
+        require_tensorboard()
+    resumed_from, checkpoints = {}, {}
+    if resume is not None:
+        for s in files.pending_seeds(cfg.seeds):  # fail here, not inside a worker
+            checkpoint = load_checkpoint(files.checkpoint(s))
+            if checkpoint is not None:
+                resumed_from[s] = int(checkpoint["episode"])
+                checkpoints[s] = checkpoint["result"]
+    else:
+        path, note = claim_run_dir(out, cfg.name, force=force)
+        files = RunDir(path)
+        if note:
+            notes.append(note)
+            earlier = RunDir(Path(out) / cfg.name)
+            if not force and not earlier.is_finished():
+                notes.append(f"{earlier.path} is unfinished: `dqnrun train --resume {earlier.path}` continues it")
+        write_text(files.config_file, cfg.to_yaml())
+    if cfg.smoothing_window < cfg.window:
+        notes.append(f"note: window {cfg.window} is longer than {cfg.episodes} episodes; "
+                     f"curves are smoothed over {cfg.smoothing_window} (recorded in the results)")
+    todo = files.pending_seeds(cfg.seeds)
+    n_jobs = max(1, min(jobs or default_jobs(len(todo)), len(todo) or 1))
+    return RunPlan(files.path, cfg, spec, dev, n_jobs, todo, resumed_from, checkpoints, notes, use_tb)
+
+
+@dataclass
+class Outcome:
+    """How `execute` ended: the finished run, or the seeds left for `--resume`."""
+
+    run_dir: Path
+    run: Run | None  # None when interrupted
+    unfinished: list[int]
+
+
+class Recorder:
+    """Writes each seed's live files in this (the client) process as events arrive: a metrics
+    row per episode, flushed, and TensorBoard scalars. Workers write none of them."""
+
+    def __init__(self, run_plan: RunPlan):
+        files = RunDir(run_plan.run_dir)
+        self.window = run_plan.config.smoothing_window
+        self.metrics: dict[int, MetricsFile] = {}
+        self.scores: dict[int, list[float]] = {}
+        self.last: dict[int, tuple[int, float]] = {}  # seed -> (steps, wall time) of its last row
+        self.tb = None
+        if run_plan.tensorboard:
+            from dqnrun.tblog import TensorBoardLog
+
+            self.tb = TensorBoardLog(files)
+        for seed in run_plan.todo:
+            done = run_plan.resumed_from.get(seed, 0)
+            state = run_plan.checkpoints.get(seed)
+            past = SeedResult.from_state({**state, "best_state": None}) if state else SeedResult(seed)
+            self.scores[seed] = list(past.scores)
+            self.last[seed] = (past.steps[-1] if past.steps else 0, past.wall_time)
+            self.metrics[seed] = MetricsFile(files.metrics(seed))
+            self.metrics[seed].start(done, self._rows(past))
+            if self.tb is not None:
+                self.tb.start(seed, self.last[seed][0])
+
+    def _rows(self, past: SeedResult) -> list[dict[str, Any]]:
+        """Rows for the episodes a checkpoint covers (to rebuild a metrics file that lacks them)."""
+        smoothed = smooth(np.asarray(past.scores), self.window)
+        return [
+            {"episode": i + 1, "env_steps": past.steps[i], "train_return": past.train_returns[i],
+             "score": past.scores[i], "smoothed_score": smoothed[i - self.window + 1] if i >= self.window - 1 else None,
+             "epsilon": past.epsilons[i], "mean_loss": past.losses[i], "mean_q": past.mean_qs[i],
+             "max_q": past.max_qs[i], "beta": past.betas[i], "wall_time": None}
+            for i in range(len(past.scores))
+        ]
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, EpisodeEnd):
+            scores = self.scores[event.seed]
+            scores.append(event.score)
+            smoothed = float(np.mean(scores[-self.window:])) if len(scores) >= self.window else None
+            steps, wall = self.last[event.seed]
+            rate = (event.steps - steps) / (event.wall_time - wall) if event.wall_time > wall else math.nan
+            self.last[event.seed] = (event.steps, event.wall_time)
+            row = {"episode": event.episode, "env_steps": event.steps, "train_return": event.train_return,
+                   "score": event.score, "smoothed_score": smoothed, "epsilon": event.epsilon,
+                   "mean_loss": event.mean_loss, "mean_q": event.mean_q, "max_q": event.max_q,
+                   "beta": event.beta, "wall_time": event.wall_time}
+            self.metrics[event.seed].append(row)
+            if self.tb is not None:
+                self.tb.episode(event.seed, row, rate)
+        elif isinstance(event, SeedEnd):
+            self.metrics[event.seed].close()
+            if self.tb is not None:
+                self.tb.close(event.seed)
+
+    def close(self) -> None:
+        for f in self.metrics.values():
+            f.close()
+        if self.tb is not None:
+            self.tb.close_all()
+
+
+def execute(run_plan: RunPlan, on_event: Callable[[Event], None] | None = None) -> Outcome:
+    """Train the plan's seeds (writing their live metrics), then assemble results.joblib.
+
+    Ctrl-C or SIGTERM stops the seeds at the end of their episode with a checkpoint; the outcome
+    then lists the unfinished seeds and `start_run(resume=...)` continues them.
+    """
+    recorder = Recorder(run_plan)
+
+    def handle(event: Event) -> None:
+        recorder.handle(event)
+        if on_event is not None:
+            on_event(event)
+
+    try:
+        with RunDir(run_plan.run_dir).training():
+            run_seeds(run_plan.config, run_plan.todo, run_plan.spec, run_plan.run_dir, run_plan.jobs,
+                      run_plan.device, handle)
+    finally:
+        recorder.close()
+    unfinished = pending_seeds(run_plan.run_dir, run_plan.config)  # diverged seeds are finished too
+    if unfinished:
+        return Outcome(run_plan.run_dir, None, unfinished)
+    return Outcome(run_plan.run_dir, assemble(run_plan.run_dir, run_plan.config, run_plan.device), [])

@@ -26,7 +26,7 @@ def x_values(run: Run, n: int, x: str) -> np.ndarray | None:
         return np.arange(n) + window
     if run.is_lecture:
         return None
-    steps = run.data["steps"][:, window - 1 : window - 1 + n]
+    steps = run.steps[:, window - 1 : window - 1 + n]
     return np.nanmean(steps, axis=0)
 
 

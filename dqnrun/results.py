@@ -1,19 +1,36 @@
-"""Run directories and result files: atomic writes, loading, validation, listing, legacy files."""
+"""The run directory's one owner: file names, the results schema, atomic writers, typed readers.
+
+Every other module reaches a run through `RunDir` (where each file lives) and `Run` (what a
+finished run holds); none spells a file name or a result key itself.
+
+A run directory `results/<name>/` holds:
+
+    config.yaml               the resolved config (`dqnrun train` reads it back)
+    results.joblib            the assembled results: a dict keeping the lecture's keys
+    metrics/seed-<s>.csv      one row per episode, appended live while the seed trains
+    models/seed-<s>.pt        the best model (by evaluation score) of each seed
+    models/seed-<s>-final.pt  the model at the end of training
+    seeds/seed-<s>.joblib     a finished seed's raw results (assembled into results.joblib)
+    checkpoints/seed-<s>.pt   an unfinished seed's resumable state
+    tb/seed-<s>/              TensorBoard event files (with `logging.tensorboard`)
+"""
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
+import math
 import os
 import pickle
 import shutil
 import tempfile
 import zipfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
-import joblib
 import numpy as np
 
 from dqnrun.errors import UserError
@@ -23,8 +40,17 @@ os.umask(_UMASK)
 
 RESULT_FORMAT = "dqnrun-run"
 MODEL_FORMAT = "dqnrun-model"
+# Version of the results.joblib schema. 0: written before the key existed (dqnrun 0.1.0), same keys.
+SCHEMA_VERSION = 1
 RESULTS_FILE = "results.joblib"
+CONFIG_FILE = "config.yaml"
 LECTURE_KEYS = ("max_score", "min_score", "mean_score")
+LECTURE_WINDOW = 25  # the lecture's sliding window, assumed for its own result files
+MODEL_KINDS = ("best", "final")
+
+# One row per episode in metrics/seed-<s>.csv, in this order.
+METRICS_COLUMNS = ("episode", "env_steps", "train_return", "score", "smoothed_score", "epsilon",
+                   "mean_loss", "mean_q", "max_q", "beta", "wall_time")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,6 +83,8 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_joblib(path: str | Path, obj: Any) -> None:
+    import joblib
+
     with atomic_path(path) as tmp:
         joblib.dump(obj, tmp)
 
@@ -67,8 +95,139 @@ def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
         writer(tmp)
 
 
+def _read_pickle(path: Path) -> Any:
+    """Read a joblib file. Every joblib read of dqnrun goes through here.
+
+    Raises UserError when the file is truncated or not a joblib file.
+    """
+    import joblib
+
+    try:
+        return joblib.load(path)
+    except (EOFError, pickle.UnpicklingError, ValueError, KeyError, zipfile.BadZipFile, OSError, IndexError,
+            TypeError, AttributeError, ModuleNotFoundError, ImportError):
+        raise UserError(f"{path} is truncated or not a joblib result file") from None
+
+
 # ---------------------------------------------------------------------------------------------
-# Run directories
+# The run directory
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Where every file of one run lives."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def results_file(self) -> Path:
+        return self.path / RESULTS_FILE
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def tb_dir(self) -> Path:
+        return self.path / "tb"
+
+    def model(self, seed: int, which: str = "best") -> Path:
+        if which not in MODEL_KINDS:
+            raise UserError(f"--model {which!r}: expected best or final")
+        return self.path / "models" / (f"seed-{seed}.pt" if which == "best" else f"seed-{seed}-final.pt")
+
+    def metrics(self, seed: int) -> Path:
+        return self.path / "metrics" / f"seed-{seed}.csv"
+
+    def seed_result(self, seed: int) -> Path:
+        return self.path / "seeds" / f"seed-{seed}.joblib"
+
+    def checkpoint(self, seed: int) -> Path:
+        return self.checkpoints_dir / f"seed-{seed}.pt"
+
+    def tb(self, seed: int) -> Path:
+        return self.tb_dir / f"seed-{seed}"
+
+    def models(self, which: str = "best") -> dict[int, Path]:
+        """{seed: model file} of the saved models of one kind."""
+        suffix = "-final" if which == "final" else ""
+        self.model(0, which)  # checks `which`
+        files = {}
+        for f in sorted((self.path / "models").glob("seed-*.pt")):
+            stem = f.stem.removeprefix("seed-")
+            if which == "final" and not stem.endswith(suffix):
+                continue
+            try:
+                files[int(stem.removesuffix(suffix) if suffix else stem)] = f
+            except ValueError:  # seed-<s>-final.pt when looking for best models
+                continue
+        return files
+
+    @property
+    def training_marker(self) -> Path:
+        """Present while a process trains this run: `<pid> <host>`."""
+        return self.path / ".training"
+
+    @contextmanager
+    def training(self) -> Iterator[None]:
+        """Mark the run as being trained by this process while the block runs."""
+        import socket
+
+        write_text(self.training_marker, f"{os.getpid()} {socket.gethostname()}\n")
+        try:
+            yield
+        finally:
+            self.training_marker.unlink(missing_ok=True)
+
+    def is_training(self) -> bool:
+        """True while a live process trains this run (a marker left by a killed one does not count)."""
+        import socket
+
+        try:
+            pid, host = self.training_marker.read_text().split()
+            pid = int(pid)
+        except (OSError, ValueError):
+            return False
+        if host != socket.gethostname():
+            return True  # another machine's process: assume it lives
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def is_finished(self) -> bool:
+        return self.results_file.exists()
+
+    def is_run(self) -> bool:
+        return self.results_file.exists() or self.config_file.exists()
+
+    def pending_seeds(self, seeds: Sequence[int]) -> list[int]:
+        """The seeds without a finished seed result."""
+        return [s for s in seeds if not self.seed_result(s).exists()]
+
+    def episodes_done(self, seed: int) -> int:
+        """Rows in the seed's live metrics file (0 if none)."""
+        return count_metrics_rows(self.metrics(seed))
+
+    def read_seed_result(self, seed: int) -> dict[str, Any]:
+        state = _read_pickle(self.seed_result(seed))
+        if not isinstance(state, dict) or "scores" not in state:
+            raise UserError(f"{self.seed_result(seed)}: damaged: not a dqnrun seed result")
+        return state
 
 
 def claim_run_dir(out: str | Path, name: str, force: bool = False) -> tuple[Path, str | None]:
@@ -100,73 +259,436 @@ def claim_run_dir(out: str | Path, name: str, force: bool = False) -> tuple[Path
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading
+# Live metrics files
 
 
-@dataclass
+def _cell(value: float | int | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return "" if not math.isfinite(value) else f"{value:.6g}"
+
+
+def metrics_row(row: dict[str, float | int | None]) -> str:
+    """One CSV line (with newline) of METRICS_COLUMNS; missing or non-finite values are empty."""
+    return ",".join(_cell(row.get(c)) for c in METRICS_COLUMNS) + "\n"
+
+
+def metrics_header() -> str:
+    return ",".join(METRICS_COLUMNS) + "\n"
+
+
+def count_metrics_rows(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            lines = sum(1 for line in f if line.endswith(b"\n"))
+    except OSError:
+        return 0
+    return max(0, lines - 1)
+
+
+def read_metrics(path: Path) -> dict[str, np.ndarray]:
+    """A metrics CSV as {column: float array} (empty cells are NaN); missing file: no rows."""
+    columns: dict[str, list[float]] = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return {c: np.zeros(0) for c in METRICS_COLUMNS}
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    columns = {c: [] for c in header}
+    for cells in reader:
+        if len(cells) != len(header):  # a row cut by a crash
+            break
+        for c, v in zip(header, cells):
+            columns[c].append(float(v) if v else math.nan)
+    return {c: np.array(v, dtype=float) for c, v in columns.items()}
+
+
+class MetricsFile:
+    """Appends rows to a seed's metrics CSV, flushed after each, so `tail -f` and pandas see them.
+
+    `start(episodes)` keeps the first `episodes` rows of an existing file (the ones a resumed
+    checkpoint covers) and drops any later ones, so a resumed seed neither repeats nor skips a row.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._file: io.TextIOWrapper | None = None
+
+    def start(self, episodes: int = 0, rows: Sequence[dict[str, Any]] = ()) -> None:
+        """Open for appending after `episodes` rows; `rows` (the checkpoint's) fill any it lacks."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = [metrics_header()]
+        if episodes and self.path.exists():
+            with open(self.path) as f:
+                lines = f.readlines()
+            if lines and lines[0] == metrics_header():
+                kept += [line for line in lines[1:episodes + 1] if line.endswith("\n")]
+        # Rows the file lacks (the client stopped before writing them) come from the checkpoint.
+        kept += [metrics_row(r) for r in rows[len(kept) - 1:episodes]]
+        write_text(self.path, "".join(kept))
+        self._file = open(self.path, "a", buffering=1)
+
+    def append(self, row: dict[str, Any]) -> None:
+        assert self._file is not None, "start() first"
+        self._file.write(metrics_row(row))
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The results schema
+
+
+def pad(rows: Sequence[Sequence[float]]) -> np.ndarray:
+    """Stack rows of possibly different lengths into a 2-D float array, NaN-padded."""
+    n = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), n), np.nan)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def results_data(
+    *, name: str, config: dict[str, Any], seeds: Sequence[dict[str, Any]], window: int,
+    pooled: Sequence[int], curves: tuple[np.ndarray, np.ndarray, np.ndarray], smoothed: Sequence[np.ndarray],
+    reward_threshold: float | None, device: str, versions: dict[str, str], machine: dict[str, str], created: str,
+) -> dict[str, Any]:
+    """The results.joblib dict. `seeds` holds one dict per seed with the keys of a seed result
+    (seed, scores, steps, train_returns, epsilons, losses, best_score, best_episode, wall_time,
+    status, diverged; optionally mean_qs, max_qs, betas)."""
+    max_score, min_score, mean_score = curves
+
+    def per_episode(key: str) -> np.ndarray:
+        return pad([s.get(key) or [math.nan] * len(s["scores"]) for s in seeds])
+
+    return {
+        # The lecture's keys, so its notebook plots still work.
+        "max_score": max_score,
+        "min_score": min_score,
+        "mean_score": mean_score,
+        "format": RESULT_FORMAT,
+        "schema": SCHEMA_VERSION,
+        "name": name,
+        "scores": pad([s["scores"] for s in seeds]),
+        "smoothed": pad(list(smoothed)),
+        "steps": pad([s["steps"] for s in seeds]),
+        "train_returns": pad([s["train_returns"] for s in seeds]),
+        "epsilons": pad([s["epsilons"] for s in seeds]),
+        "losses": pad([s["losses"] for s in seeds]),
+        "mean_qs": per_episode("mean_qs"),
+        "max_qs": per_episode("max_qs"),
+        "betas": per_episode("betas"),
+        "episodes": np.array([len(s["scores"]) for s in seeds]),
+        "best_score": np.array([s["best_score"] for s in seeds], dtype=float),
+        "best_episode": np.array([s["best_episode"] for s in seeds]),
+        "wall_time": np.array([s["wall_time"] for s in seeds], dtype=float),
+        "status": [s["status"] for s in seeds],
+        "aggregated_seeds": list(pooled),
+        "diverged": [s["diverged"] for s in seeds],
+        "seeds": [int(s["seed"]) for s in seeds],
+        "variant": config["variant"],
+        "env_id": config["env"],
+        "reward_threshold": reward_threshold,
+        "window": window,
+        "config": config,
+        "device": device,
+        "versions": versions,
+        "machine": machine,
+        "created": created,
+    }
+
+
+def write_results(run_dir: RunDir, data: dict[str, Any]) -> None:
+    write_joblib(run_dir.results_file, data)
+
+
+# ---------------------------------------------------------------------------------------------
+# The typed view
+
+
+@dataclass(frozen=True, eq=False)
 class Run:
-    """A loaded result file: a dqnrun run, or a lecture notebook's three-curve file."""
+    """A finished run (or a lecture notebook's result file), read and checked.
+
+    Per-seed arrays have one row per seed (in `seeds` order) and one column per episode, padded
+    with NaN after a seed that stopped early (`episodes[i]` says how many are real). A lecture
+    file holds only the three curves: its per-seed fields are None and `is_lecture` is True.
+    """
 
     name: str
-    path: Path  # the results.joblib (or lecture .joblib) file
-    data: dict[str, Any]
-
-    @property
-    def is_lecture(self) -> bool:
-        return self.data.get("format") != RESULT_FORMAT
+    path: Path  #: the results.joblib (or lecture .joblib) file
+    max_score: np.ndarray  #: the lecture's curves: max/min/mean across seeds of the smoothed scores
+    min_score: np.ndarray
+    mean_score: np.ndarray
+    window: int  #: sliding window of the smoothed curves
+    is_lecture: bool = False
+    variant: str = "?"
+    env_id: str = "?"
+    seeds: tuple[int, ...] = ()
+    scores: np.ndarray | None = None  #: raw evaluation score per seed and episode
+    smoothed: np.ndarray | None = None  #: sliding mean of `scores`, per seed
+    steps: np.ndarray | None = None  #: env steps at the end of each episode
+    train_returns: np.ndarray | None = None
+    epsilons: np.ndarray | None = None
+    losses: np.ndarray | None = None  #: mean loss of the episode's updates (NaN: none)
+    mean_qs: np.ndarray | None = None  #: mean Q(s, a) of the episode's updates (NaN: unknown)
+    max_qs: np.ndarray | None = None  #: largest |Q(s, a)| of the episode's updates
+    betas: np.ndarray | None = None  #: PER importance-sampling exponent at the episode's end
+    episodes: np.ndarray | None = None  #: episodes trained per seed
+    best_score: np.ndarray | None = None
+    best_episode: np.ndarray | None = None  #: 1-based
+    wall_time: np.ndarray | None = None  #: seconds per seed
+    status: tuple[str, ...] = ()  #: per seed: complete | diverged
+    diverged: tuple[str, ...] = ()  #: per seed: "episode E, step T" where it diverged, else ""
+    aggregated_seeds: tuple[int, ...] = ()  #: the seeds pooled into the three curves
+    reward_threshold: float | None = None
+    config: Any = None  #: the resolved `dqnrun.Config` (None for lecture files)
+    device: str = "?"
+    versions: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, str] = field(default_factory=dict)  #: CPU model and math-library builds
+    created: str = ""
+    schema: int = 0
 
     @property
     def run_dir(self) -> Path:
         return self.path.parent
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
+
+    def seed_index(self, seed: int) -> int:
+        if seed not in self.seeds:
+            raise UserError(f"{self.name} has no seed {seed} (seeds: {', '.join(map(str, self.seeds))})")
+        return self.seeds.index(seed)
+
+    def metrics(self, seed: int) -> dict[str, np.ndarray]:
+        """One seed's per-episode table, the columns of its metrics CSV, as numpy arrays."""
+        if self.is_lecture:
+            raise UserError(f"{self.path} is a lecture result file: it has no per-seed metrics")
+        i = self.seed_index(seed)
+        n = int(self.episodes[i])
+        smoothed = np.full(n, np.nan)
+        points = self.smoothed[i][~np.isnan(self.smoothed[i])]
+        smoothed[self.window - 1 : self.window - 1 + len(points)] = points
+        return {
+            "episode": np.arange(1, n + 1),
+            "env_steps": self.steps[i, :n].astype(np.int64),
+            "train_return": self.train_returns[i, :n],
+            "score": self.scores[i, :n],
+            "smoothed_score": smoothed,
+            "epsilon": self.epsilons[i, :n],
+            "mean_loss": self.losses[i, :n],
+            "mean_q": self.mean_qs[i, :n],
+            "max_q": self.max_qs[i, :n],
+            "beta": self.betas[i, :n],
+        }
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One plain dict per seed and episode (for `pandas.DataFrame(run.to_records())`)."""
+        records = []
+        for seed in self.seeds:
+            table = self.metrics(seed)
+            for j in range(len(table["episode"])):
+                records.append({"run": self.name, "variant": self.variant, "seed": seed,
+                                **{k: v[j].item() for k, v in table.items()}})
+        return records
+
+
+def _damaged(file: Path, what: str) -> UserError:
+    return UserError(f"{file}: damaged: {what}")
+
+
+def _curve(data: dict[str, Any], key: str, file: Path) -> np.ndarray:
+    try:
+        out = np.asarray(data[key], dtype=float)
+    except (TypeError, ValueError):
+        raise UserError(f"{file}: {key} is not a sequence of numbers") from None
+    if out.ndim != 1:
+        raise UserError(f"{file}: {key} is not a sequence of numbers")
+    return out
+
+
+def _table(data: dict[str, Any], key: str, file: Path, shape: tuple[int, int], required: bool = True) -> np.ndarray:
+    if key not in data:
+        if required:
+            raise _damaged(file, f"no {key}")
+        return np.full(shape, np.nan)
+    try:
+        out = np.asarray(data[key], dtype=float)
+    except (TypeError, ValueError):
+        raise _damaged(file, f"{key} is not numbers") from None
+    if out.shape != shape:
+        raise _damaged(file, f"{key} has shape {out.shape}, expected {shape}")
+    return out
+
+
+def _vector(data: dict[str, Any], key: str, file: Path, n: int, default: Any = None, dtype: Any = float) -> np.ndarray:
+    if key not in data:
+        if default is None:
+            raise _damaged(file, f"no {key}")
+        return np.full(n, default, dtype=dtype)
+    try:
+        out = np.asarray(data[key], dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
+        raise _damaged(file, f"{key} is not numbers") from None
+    if out.shape != (n,):
+        raise _damaged(file, f"{key} has {out.size} entries for {n} seeds")
+    return out
+
+
+def _strings(data: dict[str, Any], key: str, file: Path, n: int, default: str) -> tuple[str, ...]:
+    value = data.get(key, [default] * n)
+    if not isinstance(value, (list, tuple)) or len(value) != n or not all(isinstance(v, str) for v in value):
+        raise _damaged(file, f"{key} is not {n} strings")
+    return tuple(value)
+
+
+def run_from_data(data: Any, file: Path, name: str | None = None) -> Run:
+    """Check a loaded result dict and build its typed view; a UserError names what is wrong."""
+    file = Path(file)
+    if name is None:
+        name = file.parent.name if file.name == RESULTS_FILE else file.stem
+    if not isinstance(data, dict) or not all(k in data for k in LECTURE_KEYS):
+        raise UserError(
+            f"{file} is not a dqnrun or lecture result (it needs the keys {', '.join(LECTURE_KEYS)})"
+        )
+    curves = [_curve(data, k, file) for k in LECTURE_KEYS]
+    if data.get("format") != RESULT_FORMAT:
+        if len({len(c) for c in curves}) != 1:
+            raise _damaged(file, "max_score, min_score and mean_score differ in length")
+        return Run(name, file, *curves, window=LECTURE_WINDOW, is_lecture=True)
+
+    schema = data.get("schema", 0)
+    if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+        raise UserError(f"{file} was written by a newer dqnrun (results schema {schema}); upgrade dqnrun to read it")
+    name = data.get("name", name)
+    if not isinstance(name, str):
+        raise _damaged(file, "name is not a string")
+    if "scores" not in data:
+        raise _damaged(file, "no scores")
+    try:
+        scores = np.asarray(data["scores"], dtype=float)
+    except (TypeError, ValueError):
+        raise _damaged(file, "scores is not numbers") from None
+    if scores.ndim != 2 or scores.shape[0] == 0:
+        raise _damaged(file, "scores is not a table of seeds by episodes")
+    n_seeds, n_episodes = scores.shape
+    window = data.get("window", LECTURE_WINDOW)
+    if not isinstance(window, (int, np.integer)) or window < 1:
+        raise _damaged(file, f"window {window!r} is not a positive integer")
+    seeds = data.get("seeds", list(range(1, n_seeds + 1)))
+    if (not isinstance(seeds, (list, tuple)) or len(seeds) != n_seeds
+            or not all(isinstance(s, (int, np.integer)) for s in seeds)):
+        raise _damaged(file, f"seeds is not {n_seeds} integers")
+    seeds = tuple(int(s) for s in seeds)
+    shape = (n_seeds, n_episodes)
+    episodes = _vector(data, "episodes", file, n_seeds, dtype=np.int64)
+    if (episodes < 0).any() or (episodes > n_episodes).any():
+        raise _damaged(file, "episodes out of range")
+    for i, n in enumerate(episodes):
+        if not np.isfinite(scores[i, :n]).all():
+            raise _damaged(file, f"seed {seeds[i]} has missing or non-finite scores")
+    steps = _table(data, "steps", file, shape)
+    for i, n in enumerate(episodes):
+        if not np.isfinite(steps[i, :n]).all():
+            raise _damaged(file, f"seed {seeds[i]} has missing or non-finite env steps")
+    smoothed = data.get("smoothed")
+    if smoothed is None:
+        from dqnrun.smoothing import smooth
+
+        smoothed = pad([smooth(row[:n], int(window)) for row, n in zip(scores, episodes)])
+    else:
+        smoothed = np.asarray(smoothed, dtype=float)
+        if smoothed.ndim != 2 or smoothed.shape[0] != n_seeds:
+            raise _damaged(file, "smoothed is not one curve per seed")
+    best_score = data.get("best_score")
+    best_score = (np.nanmax(scores, axis=1) if best_score is None else _vector(data, "best_score", file, n_seeds))
+    best_episode = data.get("best_episode")
+    best_episode = (np.nanargmax(scores, axis=1) + 1 if best_episode is None
+                    else _vector(data, "best_episode", file, n_seeds, dtype=np.int64))
+    status = _strings(data, "status", file, n_seeds, "complete")
+    diverged = _strings(data, "diverged", file, n_seeds, "")
+    pooled = data.get("aggregated_seeds")
+    if pooled is None:
+        pooled = [s for s, st in zip(seeds, status) if st == "complete"] or list(seeds)
+    if not isinstance(pooled, (list, tuple)) or not set(pooled) <= set(seeds):
+        raise _damaged(file, "aggregated_seeds are not seeds of the run")
+    threshold = data.get("reward_threshold")
+    if threshold is not None and not isinstance(threshold, (int, float)):
+        raise _damaged(file, "reward_threshold is not a number")
+    config = data.get("config")
+    if config is not None:
+        from dqnrun.config import config_from_dict
+
+        if not isinstance(config, dict):
+            raise _damaged(file, "config is not a mapping")
+        config = config_from_dict(config, source=f"{file}: config")
+    strings = {}
+    for key in ("variant", "env_id", "device", "created"):
+        value = data.get(key, "?" if key != "created" else "")
+        if not isinstance(value, str):
+            raise _damaged(file, f"{key} is not a string")
+        strings[key] = value
+    versions, machine = data.get("versions", {}), data.get("machine", {})
+    if not isinstance(versions, dict) or not isinstance(machine, dict):
+        raise _damaged(file, "versions or machine is not a mapping")
+    return Run(
+        name=name, path=file, max_score=curves[0], min_score=curves[1], mean_score=curves[2],
+        window=int(window), is_lecture=False, variant=strings["variant"], env_id=strings["env_id"],
+        seeds=seeds, scores=scores, smoothed=smoothed, steps=steps,
+        train_returns=_table(data, "train_returns", file, shape, required=False),
+        epsilons=_table(data, "epsilons", file, shape, required=False),
+        losses=_table(data, "losses", file, shape, required=False),
+        mean_qs=_table(data, "mean_qs", file, shape, required=False),
+        max_qs=_table(data, "max_qs", file, shape, required=False),
+        betas=_table(data, "betas", file, shape, required=False),
+        episodes=episodes, best_score=best_score, best_episode=best_episode,
+        wall_time=_vector(data, "wall_time", file, n_seeds, default=math.nan),
+        status=status, diverged=diverged, aggregated_seeds=tuple(int(s) for s in pooled),
+        reward_threshold=None if threshold is None else float(threshold), config=config,
+        device=strings["device"], versions=dict(versions), machine=dict(machine), created=strings["created"], schema=schema,
+    )
 
 
 def load_run(path: str | Path) -> Run:
-    """Load a run directory or a result file; foreign or corrupt files are a UserError."""
+    """Load a finished run directory or a result file (also a lecture notebook's joblib file).
+
+    A missing, unfinished, foreign, truncated or damaged run raises `UserError` with a one-line
+    message naming the problem and the fix.
+    """
     path = Path(path)
     if path.is_dir():
-        file = path / RESULTS_FILE
+        run_dir = RunDir(path)
+        file = run_dir.results_file
         if not file.exists():
-            if (path / "config.yaml").exists():
+            if run_dir.config_file.exists():
                 raise UserError(
                     f"{path} is an unfinished run (no {RESULTS_FILE} yet); "
                     f"finish it with `dqnrun train --resume {path}`"
                 )
             raise UserError(f"{path} is not a dqnrun run: it has no {RESULTS_FILE}")
-        name = path.name
     elif path.is_file():
         file = path
-        name = path.parent.name if path.name == RESULTS_FILE else path.stem
     else:
         raise UserError(f"no such run: {path}")
-    try:
-        data = joblib.load(file)
-    except (EOFError, pickle.UnpicklingError, ValueError, KeyError, zipfile.BadZipFile, OSError, IndexError,
-            TypeError, AttributeError, ModuleNotFoundError):
-        raise UserError(f"{file} is truncated or not a joblib result file") from None
-    if not isinstance(data, dict) or not all(k in data for k in LECTURE_KEYS):
-        raise UserError(
-            f"{file} is not a dqnrun or lecture result (it needs the keys {', '.join(LECTURE_KEYS)})"
-        )
-    if data.get("format") == RESULT_FORMAT:
-        name = data.get("name", name)
-    for key in LECTURE_KEYS:
-        try:
-            data[key] = np.asarray(data[key], dtype=float).reshape(-1)
-        except (TypeError, ValueError):
-            raise UserError(f"{file}: {key} is not a sequence of numbers") from None
-    return Run(name=name, path=file, data=data)
+    return run_from_data(_read_pickle(file), file)
 
 
 def resolve_runs(args: list[str], root: str | Path = "results") -> list[Path]:
     """Turn RUN arguments (directories, result files, globs) into result paths.
 
-    With no arguments: every run under `root`. Missing paths and empty globs are UserErrors.
+    With no arguments: every finished run under `root`. Missing paths and empty globs are UserErrors.
     """
     if not args:
-        found = [p for p in find_runs(root) if p.is_file() or (p / RESULTS_FILE).exists()]
+        found = [p for p in find_runs(root) if p.is_file() or RunDir(p).is_finished()]
         if not found:
             raise UserError(f"no runs under {root}/; train one with `dqnrun train configs/ddqn.yaml`")
         return found
@@ -176,7 +698,7 @@ def resolve_runs(args: list[str], root: str | Path = "results") -> list[Path]:
             matches = sorted(Path(m) for m in glob.glob(arg))
             if not matches:
                 raise UserError(f"no runs match {arg!r}")
-            paths += [m for m in matches if m.is_file() or (m / RESULTS_FILE).exists()] or matches
+            paths += [m for m in matches if m.is_file() or RunDir(m).is_finished()] or matches
         else:
             p = Path(arg)
             if not p.exists():
@@ -186,7 +708,7 @@ def resolve_runs(args: list[str], root: str | Path = "results") -> list[Path]:
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Run directories (with results.joblib) and lecture .joblib files directly under `root`."""
+    """Run directories (finished or not) and lecture .joblib files directly under `root`."""
     root = Path(root)
     if not root.is_dir():
         return []
@@ -194,11 +716,39 @@ def find_runs(root: str | Path) -> list[Path]:
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.is_dir() and ((entry / RESULTS_FILE).exists() or (entry / "config.yaml").exists()):
+        if entry.is_dir() and RunDir(entry).is_run():
             found.append(entry)
         elif entry.is_file() and entry.suffix == ".joblib":
             found.append(entry)
     return found
+
+
+@dataclass(frozen=True)
+class Progress:
+    """An unfinished run as `dqnrun list` shows it: the config and the episodes done per seed."""
+
+    path: Path
+    config: Any  # dqnrun.Config
+    episodes_done: dict[int, int]
+    finished_seeds: tuple[int, ...]
+    checkpointed: tuple[int, ...]
+    is_live: bool  # a process is training it now (else it was interrupted)
+
+
+def read_progress(path: str | Path) -> Progress:
+    """How far an unfinished run got, from its config, metrics files and per-seed files."""
+    from dqnrun.config import load_config
+
+    run_dir = RunDir(Path(path))
+    config = load_config(run_dir.config_file)
+    done = {s: run_dir.episodes_done(s) for s in config.seeds}
+    finished = tuple(s for s in config.seeds if run_dir.seed_result(s).exists())
+    checkpointed = tuple(s for s in config.seeds if run_dir.checkpoint(s).exists())
+    return Progress(run_dir.path, config, done, finished, checkpointed, run_dir.is_training())
+
+
+# ---------------------------------------------------------------------------------------------
+# Torch files (models, checkpoints)
 
 
 def load_torch_file(path: str | Path, fmt: str, what: str, weights_only: bool = True) -> dict[str, Any]:

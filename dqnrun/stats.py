@@ -14,11 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from dqnrun.results import Run
+from dqnrun.results import LECTURE_WINDOW, Run
 from dqnrun.smoothing import smooth
-
-LECTURE_WINDOW = 25  # the lecture's sliding window, assumed for its own result files
-
 
 def final_scores(scores: np.ndarray, last: int) -> np.ndarray:
     """Per seed, the mean of its last `last` raw scores (NaN padding ignored)."""
@@ -90,14 +87,14 @@ class Summary:
 
 
 def run_window(run: Run) -> int:
-    return int(run.get("window", LECTURE_WINDOW))
+    return run.window
 
 
 def curves(run: Run, length: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(max, min, mean) smoothed curves, recomputed over the first `length` episodes if given."""
     if run.is_lecture or length is None:
         n = None if length is None else max(length - run_window(run) + 1, 0)
-        return run.data["max_score"][:n], run.data["min_score"][:n], run.data["mean_score"][:n]
+        return run.max_score[:n], run.min_score[:n], run.mean_score[:n]
     smoothed = per_seed_smoothed(run, length, pooled_only=True)
     return smoothed.max(axis=0), smoothed.min(axis=0), smoothed.mean(axis=0)
 
@@ -109,10 +106,10 @@ def per_seed_smoothed(run: Run, length: int | None = None, pooled_only: bool = F
     diverge), as `experiment.assemble` does.
     """
     window = run_window(run)
-    scores = run.data["scores"]
-    if pooled_only and "aggregated_seeds" in run.data:
-        keep = set(run.data["aggregated_seeds"])
-        scores = [row for seed, row in zip(run.data["seeds"], scores) if seed in keep]
+    scores = run.scores
+    if pooled_only:
+        keep = set(run.aggregated_seeds)
+        scores = [row for seed, row in zip(run.seeds, scores) if seed in keep]
     rows = []
     for row in scores:
         row = row[~np.isnan(row)]
@@ -124,8 +121,8 @@ def per_seed_smoothed(run: Run, length: int | None = None, pooled_only: bool = F
 def run_length(run: Run) -> int:
     """Episodes in the run (for lecture files: smoothed points + window - 1)."""
     if run.is_lecture:
-        return len(run.data["mean_score"]) + LECTURE_WINDOW - 1
-    return int(np.min(run.data["episodes"]))
+        return len(run.mean_score) + LECTURE_WINDOW - 1
+    return int(np.min(run.episodes))
 
 
 def summarize(run: Run, last: int | None, length: int | None = None, threshold: float | None = None) -> Summary:
@@ -138,31 +135,31 @@ def summarize(run: Run, last: int | None, length: int | None = None, threshold: 
         return Summary(
             name=run.name, variant="?", env_id="?", n_seeds=None, episodes=len(mean) + window - 1,
             final_mean=float(tail.mean()) if len(tail) else math.nan, final_ci=None, final_per_seed=None,
-            iqm=math.nan, best=float(run.data["max_score"][: len(mean)].max()) if len(mean) else math.nan,
+            iqm=math.nan, best=float(run.max_score[: len(mean)].max()) if len(mean) else math.nan,
             threshold=threshold,
             to_threshold=episodes_to_threshold(mean, threshold, window) if threshold is not None else math.nan,
             never=None, auc=float(mean.mean()) if len(mean) else math.nan,
             env_steps=math.nan, wall_time=math.nan, lecture=True,
         )
-    scores = run.data["scores"][:, :length] if length else run.data["scores"]
+    scores = run.scores[:, :length] if length else run.scores
     finals = final_scores(scores, last)
     smoothed = per_seed_smoothed(run, length)
-    threshold = threshold if threshold is not None else run.get("reward_threshold")
+    threshold = threshold if threshold is not None else run.reward_threshold
     reached = (
         np.array([episodes_to_threshold(s, threshold, window) for s in smoothed])
         if threshold is not None else np.full(len(smoothed), math.nan)
     )
-    steps = run.data["steps"]
+    steps = run.steps
     n = int(scores.shape[1])
     end_steps = [row[~np.isnan(row)][: n][-1] for row in steps]
     return Summary(
-        name=run.name, variant=run.get("variant", "?"), env_id=run.get("env_id", "?"),
+        name=run.name, variant=run.variant, env_id=run.env_id,
         n_seeds=len(finals), episodes=n,
         final_mean=float(finals.mean()), final_ci=bootstrap_ci(finals), final_per_seed=finals,
         iqm=iqm(finals), best=float(np.nanmax(scores)), threshold=threshold,
         to_threshold=float(np.median(reached[~np.isnan(reached)])) if (~np.isnan(reached)).any() else math.nan,
         never=int(np.isnan(reached).sum()) if threshold is not None else None,
         auc=float(smoothed.mean(axis=0).mean()),
-        env_steps=float(np.mean(end_steps)), wall_time=float(np.mean(run.data["wall_time"])), lecture=False,
-        diverged=sum(status == "diverged" for status in run.get("status", [])),
+        env_steps=float(np.mean(end_steps)), wall_time=float(np.mean(run.wall_time)), lecture=False,
+        diverged=sum(status == "diverged" for status in run.status),
     )

@@ -30,17 +30,26 @@ CHECKPOINT_FORMAT = "dqnrun-checkpoint"
 
 @dataclass(frozen=True)
 class EpisodeEnd:
-    """Sent after every training episode (and its evaluation)."""
+    """Sent after every training episode (and its evaluation).
+
+    It carries everything a row of the seed's metrics file and its TensorBoard log needs, so
+    the process that receives events can write them wherever the seed itself runs.
+    """
 
     seed: int
     episode: int  # 1-based
     episodes: int
-    steps: int
+    steps: int  # env steps so far, this episode included
     score: float
     best_score: float
     best_episode: int
     train_return: float
     epsilon: float
+    mean_loss: float = math.nan  # mean loss of the episode's updates (nan: none)
+    mean_q: float = math.nan  # mean Q(s, a) over the episode's updates
+    max_q: float = math.nan  # largest |Q(s, a)| over the episode's updates
+    beta: float = math.nan  # PER importance-sampling exponent (nan: uniform replay)
+    wall_time: float = 0.0  # seconds this seed has trained, across resumes
 
 
 @dataclass(frozen=True)
@@ -63,9 +72,13 @@ class SeedResult:
     steps: list[int] = field(default_factory=list)  # env steps at the end of each episode
     epsilons: list[float] = field(default_factory=list)  # epsilon at the end of each episode
     losses: list[float] = field(default_factory=list)  # mean loss of the episode's updates (nan: none)
+    mean_qs: list[float] = field(default_factory=list)  # mean Q(s, a) of the episode's updates (nan: none)
+    max_qs: list[float] = field(default_factory=list)  # largest |Q(s, a)| of the episode's updates
+    betas: list[float] = field(default_factory=list)  # PER beta at the episode's end (nan: uniform)
     best_score: float = -math.inf
     best_episode: int = 0  # 1-based; 0 = none yet
     best_state: dict[str, torch.Tensor] | None = None
+    final_state: dict[str, torch.Tensor] | None = None  # set when the seed completes
     wall_time: float = 0.0
     status: str = "running"  # running | complete | diverged | interrupted
     diverged: str = ""  # "episode E, step T" when status == diverged
@@ -75,7 +88,12 @@ class SeedResult:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "SeedResult":
-        return cls(**state)
+        result = cls(**state)
+        # Checkpoints of dqnrun 0.1.0 have no Q or beta lists: unknown (nan) for those episodes.
+        for name in ("mean_qs", "max_qs", "betas"):
+            column = getattr(result, name)
+            column[:0] = [math.nan] * (len(result.scores) - len(column))
+        return result
 
 
 def evaluate(policy: Callable[[np.ndarray], np.ndarray], envs: list[gym.Env], seeds: list[int]) -> np.ndarray:
@@ -167,7 +185,9 @@ def train_seed(
             obs, _ = env.reset(seed=seeding.env_seeds(rngs.env, 1)[0])
             episode_return = 0.0
             loss_sum = torch.zeros((), device=agent.device)
+            q_sum = torch.zeros((), device=agent.device)
             max_q = torch.zeros((), device=agent.device)
+            beta = math.nan
             updates = 0
             while True:
                 eps = epsilon(step)
@@ -184,6 +204,7 @@ def train_seed(
                     if a.prioritized:
                         replay.update_priorities(batch.indices, learned.td_errors.cpu().numpy())
                     loss_sum += learned.loss
+                    q_sum += learned.mean_q
                     max_q = torch.maximum(max_q, learned.max_q)
                     updates += 1
                 if step % a.target_update_steps == 0:
@@ -193,17 +214,24 @@ def train_seed(
                 if terminated or truncated or (config.max_steps is not None and step >= config.max_steps):
                     break
 
+            if not a.prioritized:
+                beta = math.nan  # uniform replay has no importance weights
             if config.eval_episodes:
                 seeds = seeding.env_seeds(rngs.evaluation, config.eval_episodes)
                 score = float(evaluate(agent.greedy, eval_envs, seeds).mean())
             else:
                 score = episode_return
             mean_loss = float(loss_sum) / updates if updates else math.nan
+            mean_q = float(q_sum) / updates if updates else math.nan
+            episode_max_q = float(max_q) if updates else math.nan
             result.scores.append(score)
             result.train_returns.append(episode_return)
             result.steps.append(step)
             result.epsilons.append(eps)
             result.losses.append(mean_loss)
+            result.mean_qs.append(mean_q)
+            result.max_qs.append(episode_max_q)
+            result.betas.append(beta)
             number = episode + 1
             if score > result.best_score:
                 result.best_score = score
@@ -211,7 +239,8 @@ def train_seed(
                 result.best_state = {k: v.detach().cpu().clone() for k, v in agent.online.state_dict().items()}
             result.wall_time = time.perf_counter() - started
             emit(EpisodeEnd(seed, number, config.episodes, step, score, result.best_score,
-                            result.best_episode, episode_return, eps))
+                            result.best_episode, episode_return, eps, mean_loss, mean_q, episode_max_q,
+                            beta, result.wall_time))
 
             if updates and not (math.isfinite(mean_loss) and math.isfinite(float(max_q))):
                 result.status = "diverged"
@@ -234,5 +263,6 @@ def train_seed(
         for e in eval_envs:
             e.close()
     result.status = "complete"
+    result.final_state = {k: v.detach().cpu().clone() for k, v in agent.online.state_dict().items()}
     emit(SeedEnd(seed, "complete"))
     return result

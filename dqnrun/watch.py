@@ -15,65 +15,82 @@ from dqnrun import seeding
 from dqnrun.envs import make_env
 from dqnrun.errors import UserError
 from dqnrun.networks import NetworkSpec, QNetwork
-from dqnrun.results import RESULTS_FILE, load_model_file
+from dqnrun.results import MODEL_KINDS, RESULTS_FILE, RunDir, load_model_file
 from dqnrun.trainer import evaluate
 
 
-@dataclass
+@dataclass(eq=False)
 class Policy:
-    """A saved model, rebuilt: greedy actions for batches of observations."""
+    """A saved model, rebuilt: greedy actions and Q-values for observations.
+
+    `policy(obs)` takes one observation (returns an int) or a batch (returns an array of ints);
+    `policy.q_values(obs)` returns the Q-values, one row per observation of a batch.
+    """
 
     seed: int
     env_id: str
     variant: str
-    score: float
-    episode: int
+    score: float  #: the evaluation score of the model when it was saved
+    episode: int  #: the training episode it was saved after (1-based)
     network: QNetwork
     path: Path
+    which: str = "best"  #: best (highest evaluation score during training) or final
+
+    def _batch(self, obs: np.ndarray) -> tuple[torch.Tensor, bool]:
+        x = np.asarray(obs, dtype=np.float32)
+        single = x.ndim == 1  # one flat observation (the MLP's input is a vector)
+        return torch.as_tensor(x[None] if single else x), single
 
     @torch.no_grad()
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
-        return self.network(x).argmax(dim=1).numpy()
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        """Q(s, a) for every action: shape (n_actions,) for one observation, (B, n_actions) for a batch."""
+        x, single = self._batch(obs)
+        q = self.network(x).numpy()
+        return q[0] if single else q
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray) -> int | np.ndarray:
+        x, single = self._batch(obs)
+        actions = self.network(x).argmax(dim=1).numpy()
+        return int(actions[0]) if single else actions
 
 
-def run_dir_of(path: str | Path) -> Path:
+def run_dir_of(path: str | Path) -> RunDir:
     path = Path(path)
     if path.is_file() and path.name == RESULTS_FILE:
-        return path.parent
+        return RunDir(path.parent)
     if not path.exists():
         raise UserError(f"no such run: {path}")
     if not path.is_dir():
         raise UserError(f"{path} is not a run directory")
-    return path
+    return RunDir(path)
 
 
-def model_files(run: str | Path) -> dict[int, Path]:
+def model_files(run: str | Path, which: str = "best") -> dict[int, Path]:
     """{seed: model file} of a run directory; a run without models is a UserError."""
     run_dir = run_dir_of(run)
-    files = {}
-    for f in sorted((run_dir / "models").glob("seed-*.pt")):
-        try:
-            files[int(f.stem.removeprefix("seed-"))] = f
-        except ValueError:
-            continue
+    files = run_dir.models(which)
     if not files:
-        raise UserError(f"{run_dir} has no saved models (models/seed-<s>.pt); is it a finished dqnrun run?")
+        if which == "final" and run_dir.models("best"):
+            raise UserError(f"{run_dir.path} has no final models (models/seed-<s>-final.pt; runs of dqnrun "
+                            f"0.1.0 saved only the best); use --model best")
+        raise UserError(f"{run_dir.path} has no saved models (models/seed-<s>.pt); is it a finished dqnrun run?")
     return files
 
 
-def load_policy(path: Path) -> Policy:
+def policy_from_file(path: Path, which: str = "best") -> Policy:
     """Rebuild a policy from a model file, checking it against its environment."""
     blob = load_model_file(path)
     try:
         spec = NetworkSpec.from_dict(blob["network"])
         network = QNetwork(spec)
         network.load_state_dict(blob["state_dict"])
+        seed, env_id = int(blob["seed"]), str(blob["env_id"])
     except (KeyError, TypeError, ValueError, RuntimeError):
         raise UserError(f"{path} does not hold a complete dqnrun network") from None
     network.eval()
-    return Policy(int(blob["seed"]), str(blob["env_id"]), str(blob.get("variant", "?")),
-                  float(blob.get("score", float("nan"))), int(blob.get("episode", 0)), network, path)
+    return Policy(seed, env_id, str(blob.get("variant", "?")),
+                  float(blob.get("score", float("nan"))), int(blob.get("episode", 0)), network, Path(path), which)
 
 
 def check_env(policy: Policy, env) -> None:
@@ -86,20 +103,35 @@ def check_env(policy: Policy, env) -> None:
         )
 
 
-def policies(run: str | Path, seed: int | None = None) -> list[Policy]:
-    """Every saved policy of a run, or the one of `seed`."""
-    files = model_files(run)
+def policies(run: str | Path, seed: int | None = None, which: str = "best") -> list[Policy]:
+    """Every saved policy of a run (of one kind: best or final), or the one of `seed`."""
+    files = model_files(run, which)
     if seed is not None:
         if seed not in files:
-            raise UserError(f"{run} has no model for seed {seed} (seeds: {', '.join(map(str, files))})")
+            kind = "" if which == "best" else "final "
+            raise UserError(f"{run} has no {kind}model for seed {seed} (seeds: {', '.join(map(str, files))})")
         files = {seed: files[seed]}
-    return [load_policy(f) for f in files.values()]
+    return [policy_from_file(f, which) for f in files.values()]
 
 
-def best_policy(run: str | Path, seed: int | None = None) -> Policy:
+def best_policy(run: str | Path, seed: int | None = None, which: str = "best") -> Policy:
     """The policy of `seed`, or of the seed with the best score (ties: the earlier episode)."""
-    candidates = policies(run, seed)
+    candidates = policies(run, seed, which)
     return max(candidates, key=lambda p: (p.score, -p.episode, -p.seed))
+
+
+def load_policy(run_or_model_path: str | Path, seed: int | None = None, which: str = "best") -> Policy:
+    """A saved policy: from a model file (.pt), or from a run directory the model of `seed`
+    (default: the seed whose model scored best), `which` = "best" or "final".
+
+    A missing, foreign or damaged run or model raises `dqnrun.UserError`.
+    """
+    path = Path(run_or_model_path)
+    if which not in MODEL_KINDS:
+        raise UserError(f"which={which!r}: expected best or final")
+    if path.is_file() and path.suffix == ".pt":
+        return policy_from_file(path, which)
+    return best_policy(path, seed, which)
 
 
 def evaluate_policy(policy: Policy, episodes: int, env_seed: int = 0) -> np.ndarray:
@@ -123,7 +155,7 @@ def episodes_of(policy: Policy, env, episodes: int, env_seed: int) -> Iterator[t
         frame = env.render() if env.render_mode == "rgb_array" else None
         yield i + 1, total, length, frame
         while not done:
-            action = int(policy(obs[None])[0])
+            action = policy(obs)
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             length += 1

@@ -1,24 +1,7 @@
 import numpy as np
 import pytest
 
-from dqnrun.experiment import metrics_csv, pad
 from dqnrun.trainer import SeedResult
-
-
-def test_pad_keeps_ragged_rows():
-    out = pad([[1, 2, 3], [4]])
-    np.testing.assert_array_equal(out[0], [1, 2, 3])
-    assert out[1, 0] == 4 and np.isnan(out[1, 1:]).all()
-
-
-def test_metrics_csv_rows():
-    r = SeedResult(seed=1, scores=[10.0, 20.0, 30.0], train_returns=[9.0, 8.0, 7.0], steps=[9, 17, 24],
-                   epsilons=[0.9, 0.8, 0.7], losses=[float("nan"), 0.5, 0.25])
-    lines = metrics_csv(r, window=2).splitlines()
-    assert lines[0] == "episode,env_steps,train_return,score,smoothed_score,epsilon,mean_loss"
-    assert lines[1] == "1,9,9,10,,0.9,"
-    assert lines[2] == "2,17,8,20,15,0.8,0.5"
-    assert lines[3] == "3,24,7,30,25,0.7,0.25"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -32,6 +15,7 @@ import time
 from pathlib import Path
 
 import joblib
+import pandas as pd
 import torch
 import yaml
 from tests_helpers import TINY_RAW
@@ -85,6 +69,12 @@ def test_a_signal_then_resume_gives_the_uninterrupted_numbers(tmp_path, how):
     for key in ("scores", "train_returns", "steps", "losses", "epsilons", "best_score", "best_episode"):
         np.testing.assert_array_equal(a[key], b[key])
     assert not (out / "run" / "checkpoints").exists()  # removed once every seed finished
+    # The live metrics files continued where the checkpoints were: no duplicate or missing row.
+    for seed in (3, 4):
+        resumed_rows = pd.read_csv(out / "run" / "metrics" / f"seed-{seed}.csv").drop(columns="wall_time")
+        straight_rows = pd.read_csv(out / "straight" / "metrics" / f"seed-{seed}.csv").drop(columns="wall_time")
+        pd.testing.assert_frame_equal(resumed_rows, straight_rows)
+        assert list(resumed_rows["episode"]) == list(range(1, 301))
     again = runner.invoke(app, ["train", "--resume", str(out / "run")])
     assert again.exit_code == 2 and "already complete" in again.output
 

@@ -6,7 +6,7 @@ import pytest
 
 from dqnrun.errors import UserError
 from dqnrun.plots import learning_curves, save_figure
-from dqnrun.results import Run
+from dqnrun.results import run_from_data
 
 
 def fake_run(name, n_episodes=30, window=5, seeds=3, offset=0.0):
@@ -17,12 +17,12 @@ def fake_run(name, n_episodes=30, window=5, seeds=3, offset=0.0):
     data = {"format": "dqnrun-run", "name": name, "scores": scores, "smoothed": smoothed, "steps": steps,
             "window": window, "episodes": np.full(seeds, n_episodes), "max_score": smoothed.max(0),
             "min_score": smoothed.min(0), "mean_score": smoothed.mean(0)}
-    return Run(name, Path(name) / "results.joblib", data)
+    return run_from_data(data, Path(name) / "results.joblib")
 
 
 def lecture_run(name, n=226):
     curve = np.linspace(0, 500, n)
-    return Run(name, Path(f"{name}.joblib"), {"max_score": curve + 10, "min_score": curve - 10, "mean_score": curve})
+    return run_from_data({"max_score": curve + 10, "min_score": curve - 10, "mean_score": curve}, Path(f"{name}.joblib"))
 
 
 def test_figure_has_the_lectures_lines_and_bands():
@@ -38,8 +38,8 @@ def test_figure_has_the_lectures_lines_and_bands():
     assert ax.get_title() == "dqn vs ddqn"
     mean, high, low = ax.lines[:3]
     assert mean.get_linewidth() > high.get_linewidth()
-    np.testing.assert_allclose(mean.get_ydata(), runs[0].data["mean_score"])
-    np.testing.assert_allclose(high.get_ydata(), runs[0].data["max_score"])
+    np.testing.assert_allclose(mean.get_ydata(), runs[0].mean_score)
+    np.testing.assert_allclose(high.get_ydata(), runs[0].max_score)
     np.testing.assert_allclose(mean.get_xdata(), np.arange(26) + 5)  # episode ending each window
     assert mean.get_color() == high.get_color() != ax.lines[3].get_color()
 
@@ -49,7 +49,7 @@ def test_steps_axis_uses_mean_env_steps_and_skips_lecture_files():
     fig, notes = learning_curves([run, lecture_run("old")], x="steps")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "Env steps" and len(ax.lines) == 3
-    np.testing.assert_allclose(ax.lines[0].get_xdata(), run.data["steps"][:, 4:].mean(axis=0))
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), run.steps[:, 4:].mean(axis=0))
     assert "old" in notes[0]
 
 
@@ -87,9 +87,11 @@ def test_plots_and_statistics_never_import_torch():
 
 
 def test_shortened_curves_pool_the_same_seeds_as_the_run():
+    import dataclasses
+
     run = fake_run("half", n_episodes=30, seeds=2)
-    run.data["scores"][1, 10:] = np.nan  # seed 2 diverged at episode 10
-    run.data["seeds"], run.data["aggregated_seeds"] = [1, 2], [1]
+    run.scores[1, 10:] = np.nan  # seed 2 diverged at episode 10
+    run = dataclasses.replace(run, seeds=(1, 2), aggregated_seeds=(1,))
     fig, _ = learning_curves([run], length=20)
     mean = fig.axes[0].lines[0].get_ydata()
-    np.testing.assert_allclose(mean, np.convolve(run.data["scores"][0, :20], np.ones(5) / 5, "valid"))
+    np.testing.assert_allclose(mean, np.convolve(run.scores[0, :20], np.ones(5) / 5, "valid"))

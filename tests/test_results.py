@@ -48,3 +48,100 @@ def test_a_results_directory_that_is_not_writable(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(UserError, match="is not writable; choose another with --out"):
         claim_run_dir(tmp_path, "ddqn")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading runs: the typed view and its checks
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from dqnrun.results import LECTURE_KEYS, SCHEMA_VERSION, MetricsFile, RunDir, load_run, read_metrics
+
+SHIPPED = Path(__file__).resolve().parent.parent / "results"
+
+
+def test_runs_written_by_the_first_release_still_load():
+    run = load_run(SHIPPED / "ddqn")
+    assert run.name == "ddqn" and run.variant == "ddqn" and run.env_id == "CartPole-v1"
+    assert run.seeds == (12, 34, 56, 78, 90) and run.schema == 0 and run.config.agent.double
+    assert run.scores.shape == (5, 250) and run.window == 25
+    assert run.aggregated_seeds == run.seeds  # older files did not list them: all completed seeds
+    m = run.metrics(34)
+    csv = read_metrics(RunDir(SHIPPED / "ddqn").metrics(34))
+    for column in ("episode", "env_steps", "train_return", "score", "epsilon"):
+        np.testing.assert_allclose(m[column], csv[column], rtol=1e-5)
+    np.testing.assert_allclose(m["smoothed_score"], csv["smoothed_score"], rtol=1e-5, equal_nan=True)
+    records = run.to_records()
+    assert len(records) == 5 * 250 and records[0]["seed"] == 12 and records[0]["episode"] == 1
+    assert all(type(v) in (int, float, str) for v in records[0].values())
+
+
+def test_a_lecture_file_loads_as_three_curves(tmp_path):
+    curve = np.linspace(0, 1, 10)
+    joblib.dump({k: curve for k in LECTURE_KEYS}, tmp_path / "nfq.joblib")
+    run = load_run(tmp_path / "nfq.joblib")
+    assert run.is_lecture and run.name == "nfq" and run.scores is None and run.window == 25
+    with pytest.raises(UserError, match="lecture result file"):
+        run.metrics(1)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(steps=d["steps"][:, :5]), "damaged: steps has shape"),
+    (lambda d: d.update(scores=d["scores"][:, :5]), "damaged: episodes out of range"),
+    (lambda d: d.update(seeds=[1, 2]), "damaged: seeds is not 5 integers"),
+    (lambda d: d["scores"].__setitem__((0, 3), np.nan), "damaged: seed 12 has missing or non-finite scores"),
+    (lambda d: d.update(status="complete"), "damaged: status is not 5 strings"),
+    (lambda d: d.update(window=0), "damaged: window 0 is not a positive integer"),
+    (lambda d: d.update(schema=SCHEMA_VERSION + 1), "written by a newer dqnrun"),
+    (lambda d: d.pop("steps"), "damaged: no steps"),
+])
+def test_a_damaged_result_file_is_named(tmp_path, change, message):
+    data = joblib.load(SHIPPED / "ddqn" / "results.joblib")
+    change(data)
+    joblib.dump(data, tmp_path / "results.joblib")
+    with pytest.raises(UserError, match=message):
+        load_run(tmp_path)
+
+
+def test_missing_unfinished_and_foreign_runs(tmp_path):
+    with pytest.raises(UserError, match="no such run"):
+        load_run(tmp_path / "nowhere")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.yaml").write_text("variant: ddqn\n")
+    with pytest.raises(UserError, match="is an unfinished run .* `dqnrun train --resume"):
+        load_run(tmp_path / "half")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(UserError, match="is not a dqnrun run: it has no results.joblib"):
+        load_run(tmp_path / "other")
+    joblib.dump({"weights": [1]}, tmp_path / "foreign.joblib")
+    with pytest.raises(UserError, match="is not a dqnrun or lecture result"):
+        load_run(tmp_path / "foreign.joblib")
+    whole = (SHIPPED / "ddqn" / "results.joblib").read_bytes()
+    (tmp_path / "cut.joblib").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(UserError, match="is truncated or not a joblib result file"):
+        load_run(tmp_path / "cut.joblib")
+
+
+def test_metrics_file_resumes_after_the_checkpointed_episodes(tmp_path):
+    path = tmp_path / "metrics" / "seed-1.csv"
+    f = MetricsFile(path)
+    f.start()
+    for i in range(1, 6):
+        f.append({"episode": i, "env_steps": 10 * i, "score": float(i), "mean_loss": float("nan")})
+        assert read_metrics(path)["episode"].tolist() == list(range(1, i + 1))  # visible at once
+    f.close()
+    # A checkpoint after episode 3: rows 4 and 5 are dropped, then training appends them again.
+    f.start(3)
+    f.append({"episode": 4, "env_steps": 41, "score": 4.5})
+    f.close()
+    m = read_metrics(path)
+    assert m["episode"].tolist() == [1, 2, 3, 4] and m["env_steps"].tolist() == [10, 20, 30, 41]
+    assert np.isnan(m["mean_loss"]).all()
+    # A file with fewer rows than the checkpoint is rebuilt from the checkpoint's own rows.
+    f.start(6, rows=[{"episode": i, "score": 0.0} for i in range(1, 7)])
+    f.close()
+    assert read_metrics(path)["episode"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert read_metrics(path)["env_steps"].tolist()[:4] == [10, 20, 30, 41]

@@ -30,7 +30,7 @@ def save_model(path: Path, env_id: str, seed: int, preferred: int, obs_dim: int 
 def chain_run(tmp_path):
     env_id = register()
     run = tmp_path / "chain"
-    save_model(run / "models" / "seed-1.pt", env_id, 1, preferred=1, score=10.0)
+    save_model(run / "models" / "seed-1.pt", env_id, 1, preferred=1, score=12.0)
     save_model(run / "models" / "seed-2.pt", env_id, 2, preferred=0, score=0.0)
     return run
 
@@ -39,9 +39,10 @@ def test_evaluate_gives_the_exact_returns_of_a_deterministic_env(chain_run):
     result = runner.invoke(app, ["evaluate", str(chain_run), "--episodes", "7"], env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines() if line.strip()[:1].isalnum()}
-    assert rows["1"] == ["10.0", "0.0", "10", "10"]
-    assert rows["2"] == ["0.0", "0.0", "0", "0"]
-    assert rows["all"] == ["5.0", "5.0", "0.0", "10.0"]
+    # seed, score when saved (episode), re-evaluated mean, gap, std, min, max
+    assert rows["1"] == ["12.0", "(3)", "10.0", "-2.0", "0.0", "10", "10"]
+    assert rows["2"] == ["0.0", "(3)", "0.0", "+0.0", "0.0", "0", "0"]
+    assert rows["all"] == ["6.0", "5.0", "-1.0", "5.0", "0.0", "10.0"]
 
 
 def test_evaluate_one_seed(chain_run):
