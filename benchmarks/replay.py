@@ -63,8 +63,8 @@ def per_sample_update_seconds(capacity: int, batch: int, iters: int, repeats: in
     rng = np.random.default_rng(0)
     memory = make_replay(capacity, 4, rng, "cpu", prioritized=True)
     # Fill the storage arrays in bulk; priorities through the sampler, as add() would.
-    memory.obs[:] = rng.normal(size=(capacity, 4))
-    memory.next_obs[:] = rng.normal(size=(capacity, 4))
+    memory.storage.obs[:] = rng.normal(size=(capacity, 4))
+    memory.storage.next_obs[:] = rng.normal(size=(capacity, 4))
     memory.size, memory.cursor = capacity, 0
     mass = rng.random(capacity) ** memory.sampler.alpha
     for tree in (memory.sampler.sums, memory.sampler.mins):

@@ -58,7 +58,14 @@ class PerConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
+    type: str = _doc(
+        "trunk: mlp (flat vectors), cnn (images), auto (cnn for 2-D and larger observations, else mlp)", "auto"
+    )
     hidden: tuple[int, ...] = _doc("hidden layer sizes of the MLP", (512, 128))
+    cnn: str = _doc(
+        "convolutions for type cnn: nature (Mnih et al. 2015, 84x84 frames), minatar (Young and Tian 2019, "
+        "10x10 grids), auto (nature for images of 36 pixels a side or more, else minatar)", "auto"
+    )
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,16 @@ class LoggingConfig:
 class Config:
     name: str = _doc("run directory name (default: the config file's stem)")
     variant: str = _doc("preset: dqn | ddqn | per | dueling")
-    env: str = _doc("Gymnasium id with a Box observation and a Discrete action space", "CartPole-v1")
+    env: str = _doc(
+        "Gymnasium id with a Box observation and a Discrete action space; module:EnvId imports module first",
+        "CartPole-v1",
+    )
+    env_kwargs: dict[str, typing.Any] = field(
+        default_factory=dict, metadata={"doc": "keyword arguments for gym.make (e.g. {frameskip: 1})"}
+    )
+    wrappers: tuple[dict[str, typing.Any], ...] = _doc(
+        "Gymnasium wrappers applied in order, each {name: Wrapper, argument: value} or a plain name", ()
+    )
     seeds: tuple[int, ...] = _doc("one independent run per seed", (12, 34, 56, 78, 90))
     episodes: int = _doc("training episodes per seed", 250)
     max_steps: typing.Optional[int] = _doc("stop a seed after this many env steps (null: no limit)", None)
@@ -105,6 +121,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "dueling": dict(double=True, prioritized=False, dueling=True, tau=0.01, target_update_steps=1),
 }
 OPTIMIZERS = ("rmsprop", "adam")
+NETWORK_TYPES = ("auto", "mlp", "cnn")
+CNN_STACKS = ("auto", "nature", "minatar")
 
 
 def _plain(value: Any) -> Any:
@@ -191,6 +209,8 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dic
 def _copy_tree(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _copy_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_tree(v) for v in value]
     return value
 
 
@@ -227,7 +247,7 @@ def _type_name(tp: Any) -> str:
         return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) or origin is dict:
         return "a section (mapping)"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
 
@@ -245,7 +265,19 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
         if not isinstance(value, dict):
             raise UserError(f"{source}: {key} must be a section (mapping), got {value!r}")
         return _build(tp, value, source, prefix=key + ".")
+    if origin is dict:
+        if value is None:
+            return {}
+        if key.startswith("wrappers[") and isinstance(value, str):
+            value = {"name": value}  # a wrapper without arguments may be given by its name alone
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise UserError(f"{source}: {key} must be a mapping of names to values, got {value!r}")
+        if key.startswith("wrappers[") and not isinstance(value.get("name"), str):
+            raise UserError(f"{source}: {key} needs a wrapper name, e.g. {{name: FlattenObservation}}, got {value!r}")
+        return _copy_tree(value)
     if origin is tuple:
+        if value is None and key == "wrappers":
+            value = []
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, list):
@@ -274,7 +306,7 @@ def _build(cls: Any, raw: dict[str, Any], source: str, prefix: str) -> Any:
     for f in dataclasses.fields(cls):
         if f.name in raw:
             kwargs[f.name] = _convert(raw[f.name], hints[f.name], prefix + f.name, source)
-        elif f.default is dataclasses.MISSING:
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise UserError(f"{source}: missing key {prefix}{f.name!r}")
     return cls(**kwargs)
 
@@ -317,6 +349,12 @@ def _validate(c: Config, source: str) -> None:
         (p.eps > 0, f"per.eps must be > 0 so that every transition can be sampled, got {p.eps}"),
         (len(c.network.hidden) >= 1 and all(h >= 1 for h in c.network.hidden),
          f"network.hidden must list positive layer sizes, got {list(c.network.hidden)}"),
+        (c.network.type in NETWORK_TYPES,
+         f"network.type {c.network.type!r} is unknown{_did_you_mean(c.network.type, NETWORK_TYPES)} "
+         f"(one of: {', '.join(NETWORK_TYPES)})"),
+        (c.network.cnn in CNN_STACKS,
+         f"network.cnn {c.network.cnn!r} is unknown{_did_you_mean(c.network.cnn, CNN_STACKS)} "
+         f"(one of: {', '.join(CNN_STACKS)})"),
     ]
     for ok, message in rules:
         if not ok:
@@ -334,8 +372,10 @@ def describe_keys() -> list[tuple[str, str, str]]:
                 continue
             if f.name == "name":
                 default = "the file's stem"
-            elif f.default is dataclasses.MISSING:
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 default = "required"
+            elif f.default is dataclasses.MISSING:
+                default = yaml.safe_dump(f.default_factory(), default_flow_style=True).strip()
             elif prefix == "agent." and f.name in PRESETS["dqn"]:
                 default = "from the preset"
             else:

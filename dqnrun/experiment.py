@@ -27,9 +27,9 @@ import numpy as np
 
 from dqnrun import __version__
 from dqnrun.config import Config, apply_overrides, config_from_dict, load_config
-from dqnrun.envs import env_info
+from dqnrun.envs import env_info, storage_dtype
 from dqnrun.errors import UserError
-from dqnrun.networks import NetworkSpec
+from dqnrun.networks import NetworkSpec, choose_trunk
 from dqnrun.replay import replay_bytes
 from dqnrun.results import (
     MODEL_FORMAT,
@@ -69,6 +69,8 @@ def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResu
             "state_dict": state,
             "network": spec.to_dict(),
             "env_id": config.env,
+            "env_kwargs": dict(config.env_kwargs),
+            "wrappers": [dict(w) for w in config.wrappers],
             "variant": config.variant,
             "switches": {k: getattr(config.agent, k) for k in ("double", "dueling", "prioritized", "tau")},
             "seed": result.seed,
@@ -237,8 +239,10 @@ def plan(config: Config, jobs: int | None = None) -> NetworkSpec:
     The replay's size is computed before anything is allocated, for the seeds that will run
     at once (`jobs`, default: as many as cores and seeds allow).
     """
-    info = env_info(config.env)
-    need = replay_bytes(config.agent.memory_size, info.obs_dim, config.agent.prioritized)
+    info = env_info(config.env, config.env_kwargs, config.wrappers)
+    trunk = choose_trunk(config.network.type, config.network.cnn, info.obs_shape, config.env)
+    need = replay_bytes(config.agent.memory_size, info.obs_shape, config.agent.prioritized,
+                        storage_dtype(info.obs_dtype), frame_stack=info.frame_stack is not None)
     at_once = min(len(config.seeds), jobs or default_jobs(len(config.seeds)))
     try:
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -249,7 +253,8 @@ def plan(config: Config, jobs: int | None = None) -> NetworkSpec:
             f"the replay memory needs {need / 2**30:.1f} GiB per seed, {at_once} at once, and only "
             f"{available / 2**30:.1f} GiB is free; lower agent.memory_size or --jobs"
         )
-    return NetworkSpec(info.obs_dim, info.n_actions, config.network.hidden, config.agent.dueling)
+    return NetworkSpec(info.obs_dim, info.n_actions, config.network.hidden, config.agent.dueling,
+                       info.obs_shape, info.obs_dtype, trunk)
 
 
 def versions() -> dict[str, str]:
@@ -312,7 +317,8 @@ def assemble(run_dir: Path, config: Config, device: str) -> Run:
     data = results_data(
         name=files.name, config=config.to_dict(), seeds=[r.to_state() for r in results], window=window,
         pooled=[r.seed for r in pooled], curves=aggregate([smoothed[r.seed] for r in pooled]),
-        smoothed=list(smoothed.values()), reward_threshold=env_info(config.env).reward_threshold,
+        smoothed=list(smoothed.values()),
+        reward_threshold=env_info(config.env, config.env_kwargs, config.wrappers).reward_threshold,
         device=device, versions=versions(), machine=machine(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     write_results(files, data)

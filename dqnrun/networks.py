@@ -1,4 +1,4 @@
-"""Q-networks: an MLP trunk with a plain or dueling head, rebuilt from a small spec."""
+"""Q-networks: a trunk (MLP or CNN) and a head (plain or dueling), rebuilt from a small spec."""
 
 from __future__ import annotations
 
@@ -7,24 +7,169 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from dqnrun.errors import UserError
+
+# Convolution stacks: (out channels, kernel, stride) per layer, then the fully connected width.
+# Nature DQN (Mnih et al. 2015, Methods, "Model architecture"): 32 8x8/4, 64 4x4/2, 64 3x3/1, 512.
+# MinAtar (Young and Tian 2019, section 4): one 16 3x3/1 convolution, 128 hidden units.
+CNN_STACKS: dict[str, tuple[tuple[tuple[int, int, int], ...], int]] = {
+    "nature": (((32, 8, 4), (64, 4, 2), (64, 3, 1)), 512),
+    "minatar": (((16, 3, 1),), 128),
+}
+NATURE_MIN_SIDE = 36  # the smallest image the Nature stack reduces to at least 1x1
+
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """Everything needed to rebuild a Q-network; saved beside every model's weights."""
+    """Everything needed to rebuild a Q-network; saved beside every model's weights.
+
+    `obs_dim` is the number of observation values (the MLP's input); `obs_shape` and
+    `obs_dtype` describe one observation as the environment gives it (uint8 frames are scaled
+    to [0, 1] inside the network). `trunk` is "mlp", "nature" or "minatar".
+    """
 
     obs_dim: int
     n_actions: int
     hidden: tuple[int, ...]
     dueling: bool
+    obs_shape: tuple[int, ...] = ()
+    obs_dtype: str = "float32"
+    trunk: str = "mlp"
+
+    def __post_init__(self) -> None:
+        if not self.obs_shape:
+            object.__setattr__(self, "obs_shape", (self.obs_dim,))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        d["obs_shape"] = list(self.obs_shape)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "NetworkSpec":
-        return cls(int(d["obs_dim"]), int(d["n_actions"]), tuple(int(h) for h in d["hidden"]), bool(d["dueling"]))
+        # Models saved before image observations hold only obs_dim: a flat float32 MLP.
+        return cls(
+            int(d["obs_dim"]), int(d["n_actions"]), tuple(int(h) for h in d["hidden"]), bool(d["dueling"]),
+            obs_shape=tuple(int(n) for n in d.get("obs_shape") or (int(d["obs_dim"]),)),
+            obs_dtype=str(d.get("obs_dtype", "float32")),
+            trunk=str(d.get("trunk", "mlp")),
+        )
+
+
+def choose_trunk(kind: str, cnn: str, obs_shape: tuple[int, ...], env_id: str) -> str:
+    """The trunk for `network.type` and `network.cnn` on observations of `obs_shape`."""
+    flat = len(obs_shape) == 1
+    if kind == "auto":
+        kind = "mlp" if flat else "cnn"
+    if kind == "mlp":
+        if not flat:
+            raise UserError(
+                f"environment {env_id!r} has observations of shape {obs_shape} (images?) and network.type is "
+                "mlp: use network.type: cnn (or auto), or add the FlattenObservation wrapper"
+            )
+        return "mlp"
+    if flat or len(obs_shape) > 4:
+        raise UserError(
+            f"network.type cnn needs image observations (HxW, HxWxC, CxHxW or stacked frames), but environment "
+            f"{env_id!r} has shape {obs_shape}: use network.type: mlp (or auto)"
+        )
+    _, height, width = image_layout(obs_shape)
+    if cnn == "auto":
+        cnn = "nature" if min(height, width) >= NATURE_MIN_SIDE else "minatar"
+    if cnn == "nature" and min(height, width) < NATURE_MIN_SIDE:
+        raise UserError(
+            f"the nature CNN needs images at least {NATURE_MIN_SIDE}x{NATURE_MIN_SIDE}, environment {env_id!r} "
+            f"gives {height}x{width}: use network.cnn: minatar (or auto)"
+        )
+    return cnn
+
+
+def _channels_last(shape: tuple[int, ...]) -> bool:
+    """Channel axis of a 3-D image: the smaller of the first and the last axis (ties: last).
+    (4, 84, 84) stacked Atari frames are channel-first, (10, 10, 4) MinAtar grids channel-last."""
+    return not shape[0] < shape[-1]
+
+
+def image_layout(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(channels, height, width) of an observation of `shape`.
+
+    HxW is one channel; HxWxC and CxHxW are told apart by `_channels_last`; 4-D observations are
+    stacked frames (FrameStackObservation's first axis) of 3-D images: their channels multiply.
+    """
+    if len(shape) == 2:
+        return 1, shape[0], shape[1]
+    if len(shape) == 3:
+        if _channels_last(shape):
+            return shape[2], shape[0], shape[1]
+        return shape[0], shape[1], shape[2]
+    stack, inner = shape[0], shape[1:]
+    channels, height, width = image_layout(inner)
+    return stack * channels, height, width
+
+
+def to_nchw(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A batch of observations of `shape` as (batch, channels, height, width)."""
+    if len(shape) == 2:
+        return x.unsqueeze(1)
+    if len(shape) == 3:
+        return x.permute(0, 3, 1, 2) if _channels_last(shape) else x
+    b, stack = x.shape[0], shape[0]
+    inner = shape[1:]
+    if _channels_last(inner):
+        x = x.permute(0, 1, 4, 2, 3)  # (B, stack, C, H, W)
+    return x.reshape(b, stack * x.shape[2], x.shape[3], x.shape[4])
+
+
+class MLPTrunk(nn.Sequential):
+    """Linear + ReLU layers on the flattened observation, uint8 scaled to [0, 1] (a Sequential, so
+    that the weights' names, `trunk.0.weight`, are those of the models saved before the CNN)."""
+
+    def __init__(self, spec: NetworkSpec):
+        layers: list[nn.Module] = []
+        width = spec.obs_dim
+        for h in spec.hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        super().__init__(*layers)
+        self.scale = 1.0 / 255.0 if spec.obs_dtype == "uint8" else None
+        self.out_features = width
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.reshape(obs.shape[0], -1).float()
+        return super().forward(x * self.scale if self.scale is not None else x)
+
+
+class CNNTrunk(nn.Sequential):
+    """Convolutions and one fully connected layer, both ReLU, on channel-first images.
+
+    uint8 observations (Atari frames) are scaled to [0, 1] here, as Mnih et al. (2015) feed the
+    network; they can then stay uint8 in the replay and on their way to the device.
+    """
+
+    def __init__(self, spec: NetworkSpec):
+        convs, hidden = CNN_STACKS[spec.trunk]
+        channels, height, width = image_layout(spec.obs_shape)
+        layers: list[nn.Module] = []
+        for out, kernel, stride in convs:
+            layers += [nn.Conv2d(channels, out, kernel, stride), nn.ReLU()]
+            channels = out
+            height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+        layers += [nn.Flatten(), nn.Linear(channels * height * width, hidden), nn.ReLU()]
+        super().__init__(*layers)
+        self.obs_shape = spec.obs_shape
+        self.scale = 1.0 / 255.0 if spec.obs_dtype == "uint8" else None
+        self.out_features = hidden
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = to_nchw(obs, self.obs_shape).float()
+        if self.scale is not None:
+            x = x * self.scale
+        return super().forward(x)
+
+
+def make_trunk(spec: NetworkSpec) -> MLPTrunk | CNNTrunk:
+    return MLPTrunk(spec) if spec.trunk == "mlp" else CNNTrunk(spec)
 
 
 def dueling_q(value: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
@@ -37,17 +182,14 @@ def dueling_q(value: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
 
 
 class QNetwork(nn.Module):
-    """MLP from observations to one Q-value per action; `dueling` splits the last layer in two."""
+    """Trunk (observations to features) and head (features to one Q-value per action);
+    `dueling` splits the head in two."""
 
     def __init__(self, spec: NetworkSpec):
         super().__init__()
         self.spec = spec
-        layers: list[nn.Module] = []
-        width = spec.obs_dim
-        for h in spec.hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        self.trunk = nn.Sequential(*layers)
+        self.trunk = make_trunk(spec)
+        width = self.trunk.out_features
         if spec.dueling:
             self.value_head = nn.Linear(width, 1)
             self.advantage_head = nn.Linear(width, spec.n_actions)

@@ -20,7 +20,7 @@ import torch
 from dqnrun import seeding
 from dqnrun.agent import Agent
 from dqnrun.config import Config
-from dqnrun.envs import make_env
+from dqnrun.envs import config_env, frame_stack_of, storage_dtype
 from dqnrun.networks import NetworkSpec
 from dqnrun.replay import make_replay
 from dqnrun.schedules import EpsilonSchedule, per_beta
@@ -138,13 +138,15 @@ def train_seed(
     a = config.agent
     rngs = seeding.streams(seed)
     agent = Agent(spec, a, device, rngs.torch_seed)
-    replay = make_replay(
-        a.memory_size, spec.obs_dim, rngs.replay, device,
-        prioritized=a.prioritized, alpha=config.per.alpha, eps=config.per.eps,
-    )
     epsilon = EpsilonSchedule(config.epsilon.max, config.epsilon.min, config.epsilon.decay_steps)
-    env = make_env(config.env)
-    eval_envs = [make_env(config.env) for _ in range(config.eval_episodes)]
+    env = config_env(config)
+    eval_envs = [config_env(config) for _ in range(config.eval_episodes)]
+    stack = frame_stack_of(env)
+    replay = make_replay(
+        a.memory_size, spec.obs_shape, rngs.replay, device,
+        prioritized=a.prioritized, alpha=config.per.alpha, eps=config.per.eps,
+        dtype=storage_dtype(spec.obs_dtype), frame_padding=stack.padding if stack else None,
+    )
 
     result = SeedResult(seed=seed)
     step = 0

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -35,10 +36,16 @@ class Policy:
     network: QNetwork
     path: Path
     which: str = "best"  #: best (highest evaluation score during training) or final
+    env_kwargs: dict = field(default_factory=dict)  #: gym.make's keyword arguments for env_id
+    wrappers: tuple = ()  #: the Gymnasium wrappers of the run, in order
+
+    def make_env(self, render_mode: str | None = None):
+        """The environment the policy was trained on, with its kwargs and wrappers."""
+        return make_env(self.env_id, render_mode, self.env_kwargs, self.wrappers)
 
     def _batch(self, obs: np.ndarray) -> tuple[torch.Tensor, bool]:
         x = np.asarray(obs, dtype=np.float32)
-        single = x.ndim == 1  # one flat observation (the MLP's input is a vector)
+        single = x.ndim == len(self.network.spec.obs_shape)  # one observation, not a batch
         return torch.as_tensor(x[None] if single else x), single
 
     @torch.no_grad()
@@ -89,12 +96,16 @@ def policy_from_file(path: Path, which: str = "best") -> Policy:
     except (KeyError, TypeError, ValueError, RuntimeError):
         raise UserError(f"{path} does not hold a complete dqnrun network") from None
     network.eval()
+    env_kwargs, wrappers = blob.get("env_kwargs") or {}, blob.get("wrappers") or []
+    if not isinstance(env_kwargs, dict) or not isinstance(wrappers, list) or not all(isinstance(w, dict) for w in wrappers):
+        raise UserError(f"{path} does not hold a complete dqnrun network") from None
     return Policy(seed, env_id, str(blob.get("variant", "?")),
-                  float(blob.get("score", float("nan"))), int(blob.get("episode", 0)), network, Path(path), which)
+                  float(blob.get("score", float("nan"))), int(blob.get("episode", 0)), network, Path(path), which,
+                  env_kwargs, tuple(wrappers))
 
 
 def check_env(policy: Policy, env) -> None:
-    obs_dim, n_actions = env.observation_space.shape[0], env.action_space.n
+    obs_dim, n_actions = math.prod(env.observation_space.shape), env.action_space.n
     spec = policy.network.spec
     if (spec.obs_dim, spec.n_actions) != (obs_dim, n_actions):
         raise UserError(
@@ -136,7 +147,7 @@ def load_policy(run_or_model_path: str | Path, seed: int | None = None, which: s
 
 def evaluate_policy(policy: Policy, episodes: int, env_seed: int = 0) -> np.ndarray:
     """Returns of `episodes` greedy episodes, run together as one batch of environments."""
-    envs = [make_env(policy.env_id) for _ in range(episodes)]
+    envs = [policy.make_env() for _ in range(episodes)]
     try:
         check_env(policy, envs[0])
         seeds = seeding.env_seeds(np.random.default_rng(env_seed), episodes)
@@ -175,7 +186,7 @@ def play(policy: Policy, episodes: int, fps: int | None, env_seed: int,
     """Show `episodes` greedy episodes in a window; Ctrl-C closes it. True if all were played."""
     if not has_display():
         raise UserError("no display here (DISPLAY is not set); record a file instead: --record policy.gif")
-    env = make_env(policy.env_id, render_mode="human")
+    env = policy.make_env("human")
     try:
         check_env(policy, env)
         if fps:
@@ -234,7 +245,7 @@ def record(policy: Policy, path: Path, episodes: int, fps: int | None, env_seed:
     suffix = check_record_path(path)
     # Off-screen rendering needs no video device: SDL's dummy driver keeps it quiet headless.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    env = make_env(policy.env_id, render_mode="rgb_array")
+    env = policy.make_env("rgb_array")
     try:
         check_env(policy, env)
         fps = fps or int(env.metadata.get("render_fps", 30))

@@ -83,7 +83,25 @@ CASES = [
     # environments
     (["train", "{good}", "--set", "env=CartPole-v9"], "unknown environment 'CartPole-v9' (did you mean 'CartPole-v1'?)"),
     (["train", "{good}", "--set", "env=Pendulum-v1"], "has a Box action space; DQN needs a Discrete one"),
-    (["train", "{good}", "--set", "env=dqnrun-test/Image-v0"], "has observations of shape (8, 8, 3) (images?)"),
+    (["train", "{good}", "--set", "env=dqnrun-test/Image-v0", "--set", "network.type=mlp"],
+     "has observations of shape (8, 8, 3) (images?) and network.type is mlp: use network.type: cnn (or auto), "
+     "or add the FlattenObservation wrapper"),
+    (["train", "{good}", "--set", "network.type=cnn"], "network.type cnn needs image observations"),
+    (["train", "{good}", "--set", "network.type=cnn", "--set", "network.cnn=nature",
+      "--set", "env=dqnrun-test/Image-v0"], "the nature CNN needs images at least 36x36"),
+    (["train", "{good}", "--set", "network.type=rnn"], "network.type 'rnn' is unknown"),
+    (["train", "{good}", "--set", "wrappers=[FlattenObservaton]"],
+     "unknown wrapper 'FlattenObservaton' (did you mean 'FlattenObservation'?)"),
+    (["train", "{good}", "--set", "wrappers=[{{name: TransformReward}}]"], "takes a Python function"),
+    (["train", "{good}", "--set", "wrappers=[{{name: ClipReward, low: 0}}]"],
+     "wrapper 'ClipReward' with {'low': 0} failed: TypeError"),
+    (["train", "{good}", "--set", "wrappers=[{{name: FrameStackObservation, stack_size: 0}}]"],
+     "wrapper 'FrameStackObservation' with {'stack_size': 0} failed: ValueError"),
+    (["train", "{good}", "--set", "wrappers=[{{stack_size: 4}}]"], "wrappers[0] needs a wrapper name"),
+    (["train", "{good}", "--set", "env_kwargs={{gravity: 3}}"], "environment 'CartPole-v1' rejects its env_kwargs (gravity)"),
+    (["train", "{good}", "--set", "env_kwargs=[1]"], "env_kwargs must be a mapping"),
+    (["train", "{good}", "--set", "env=no_such_module_here:Thing-v0"], "cannot import module 'no_such_module_here'"),
+    (["train", "{good}", "--set", "env=FakeSuite/Game-v0"], 'needs the fakesuite extra: pip install "dqnrun[fakesuite]"'),
     (["train", "{good}", "--set", "env=dqnrun-test/Broken-v0"], "cannot create environment 'dqnrun-test/Broken-v0': RuntimeError: missing licence file"),
     # resources and options
     (["train", "{good}", "--set", "agent.memory_size=100000000000"], "the replay memory needs"),
@@ -122,8 +140,16 @@ CASES = [
 ]
 
 
+@pytest.fixture
+def fake_suite(monkeypatch):
+    """A suite whose package is not installed, as a missing extra looks."""
+    from dqnrun import envs
+
+    monkeypatch.setitem(envs.SUITES, "FakeSuite", ("dqnrun_fake_suite_package", None, "fakesuite"))
+
+
 @pytest.mark.parametrize("args, message", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
-def test_user_mistake_exits_2_with_one_line(ws, args, message):
+def test_user_mistake_exits_2_with_one_line(ws, fake_suite, args, message):
     result = runner.invoke(app, [a.format(**ws) for a in args], env={"COLUMNS": "300"})
     assert result.exit_code == 2, result.output
     assert message in result.output

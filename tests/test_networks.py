@@ -1,6 +1,9 @@
+import math
+
+import pytest
 import torch
 
-from dqnrun.networks import NetworkSpec, QNetwork, dueling_q
+from dqnrun.networks import NetworkSpec, QNetwork, choose_trunk, dueling_q
 
 
 def test_mlp_shape_and_layers():
@@ -38,3 +41,64 @@ def test_dueling_advantage_part_averages_to_zero_and_mean_q_is_v():
 def test_spec_round_trip():
     spec = NetworkSpec(8, 4, (64, 64), True)
     assert NetworkSpec.from_dict(spec.to_dict()) == spec
+
+
+def image_net(shape, dtype="uint8", dueling=False, kind="auto", cnn="auto", seed=0):
+    torch.manual_seed(seed)
+    trunk = choose_trunk(kind, cnn, shape, "test")
+    return QNetwork(NetworkSpec(math.prod(shape), 5, (512, 128), dueling, shape, dtype, trunk))
+
+
+@pytest.mark.parametrize("shape, trunk, channels", [
+    ((4, 84, 84), "nature", 4),  # AtariPreprocessing + FrameStackObservation: channel-first
+    ((84, 84, 4), "nature", 4),  # channel-last frames
+    ((84, 84), "nature", 1),  # one grayscale frame
+    ((10, 10, 4), "minatar", 4),  # MinAtar's channel-last grid
+    ((3, 10, 10), "minatar", 3),  # a channel-first grid
+    ((2, 10, 10, 4), "minatar", 8),  # stacked MinAtar grids: stack x channels
+])
+@pytest.mark.parametrize("dueling", [False, True])
+def test_cnn_forward_on_each_layout(shape, trunk, channels, dueling):
+    net = image_net(shape, dueling=dueling)
+    assert net.spec.trunk == trunk
+    assert net.trunk[0].in_channels == channels
+    assert net(torch.randint(0, 256, (3, *shape), dtype=torch.uint8)).shape == (3, 5)
+    assert hasattr(net, "value_head") == dueling
+
+
+def test_nature_stack_is_the_papers():
+    net = image_net((4, 84, 84))
+    convs = [(m.out_channels, m.kernel_size[0], m.stride[0]) for m in net.trunk if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [(32, 8, 4), (64, 4, 2), (64, 3, 1)]
+    linear = [m for m in net.trunk if isinstance(m, torch.nn.Linear)][0]
+    assert (linear.in_features, linear.out_features) == (64 * 7 * 7, 512)
+
+
+def test_channel_first_and_last_see_the_same_image():
+    last, first = image_net((10, 10, 4), seed=3), image_net((4, 10, 10), seed=3)
+    first.load_state_dict(last.state_dict())
+    x = torch.randint(0, 2, (2, 10, 10, 4), dtype=torch.uint8)
+    torch.testing.assert_close(last(x), first(x.permute(0, 3, 1, 2)))
+
+
+def test_uint8_frames_are_scaled_to_unit_range_inside_the_network():
+    frames, floats = image_net((4, 84, 84), "uint8", seed=1), image_net((4, 84, 84), "float32", seed=1)
+    x = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    torch.testing.assert_close(frames(x), floats(x.float() / 255))
+    torch.testing.assert_close(frames(x.float()), frames(x))  # as the agent's float32 acting batch
+
+
+def test_auto_picks_from_the_observation_space():
+    assert choose_trunk("auto", "auto", (8,), "e") == "mlp"
+    assert choose_trunk("auto", "auto", (84, 84), "e") == "nature"
+    assert choose_trunk("auto", "auto", (10, 10, 6), "e") == "minatar"
+    assert choose_trunk("cnn", "minatar", (4, 84, 84), "e") == "minatar"
+
+
+def test_models_saved_before_images_still_load():
+    old = {"obs_dim": 4, "n_actions": 2, "hidden": [16], "dueling": False}
+    spec = NetworkSpec.from_dict(old)
+    assert spec == NetworkSpec(4, 2, (16,), False) and spec.obs_shape == (4,) and spec.trunk == "mlp"
+    state = {"trunk.0.weight": torch.zeros(16, 4), "trunk.0.bias": torch.zeros(16),
+             "head.weight": torch.zeros(2, 16), "head.bias": torch.zeros(2)}
+    QNetwork(spec).load_state_dict(state)

@@ -1,5 +1,6 @@
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -18,8 +19,8 @@ def test_circular_storage_overwrites_the_oldest():
     memory = filled(13, capacity=10)
     assert len(memory) == 10 and memory.cursor == 3
     np.testing.assert_array_equal(memory.rewards, [10, 11, 12, 3, 4, 5, 6, 7, 8, 9])
-    np.testing.assert_array_equal(memory.obs[:, 0], memory.rewards)
-    np.testing.assert_array_equal(memory.next_obs[:, 0], memory.rewards + 1)
+    np.testing.assert_array_equal(memory.storage.obs[:, 0], memory.rewards)
+    np.testing.assert_array_equal(memory.storage.next_obs[:, 0], memory.rewards + 1)
 
 
 def test_batch_is_typed_and_consistent():
@@ -121,11 +122,157 @@ def test_state_round_trip_continues_identically():
         torch.testing.assert_close(x.weights, y.weights)
 
 
+def allocated(memory) -> int:
+    """Bytes of every numpy array the memory and its storage hold."""
+    arrays = [*vars(memory).values(), *vars(memory.storage).values()]
+    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+
+
 def test_replay_bytes_counts_the_arrays():
     memory = filled(0, capacity=1000, obs_dim=4)
-    arrays = memory.obs.nbytes + memory.next_obs.nbytes + memory.actions.nbytes + memory.rewards.nbytes
-    arrays += memory.terminated.nbytes
-    assert replay_bytes(1000, 4, prioritized=False) == arrays
+    assert replay_bytes(1000, 4, prioritized=False) == allocated(memory)
     per = filled(0, capacity=1000, obs_dim=4, prioritized=True).sampler
     trees = sum(level.nbytes for tree in (per.sums, per.mins) for level in tree.levels)
-    assert replay_bytes(1000, 4, prioritized=True) == arrays + trees
+    assert replay_bytes(1000, 4, prioritized=True) == allocated(memory) + trees
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_replay_bytes_counts_frame_stacks_and_dtypes(dtype):
+    rng = np.random.default_rng(0)
+    flat = make_replay(500, (4, 6, 5), rng, "cpu", dtype=dtype)
+    assert replay_bytes(500, (4, 6, 5), False, dtype) == allocated(flat)
+    stacked = make_replay(500, (4, 6, 5), rng, "cpu", dtype=dtype, frame_padding="reset")
+    assert replay_bytes(500, (4, 6, 5), False, dtype, frame_stack=True) == allocated(stacked)
+    assert allocated(stacked) < allocated(flat) / 3
+
+
+class Frames(gym.Env):
+    """Random 2x2 frames from only 3 values (so equal stacks happen by chance), random lengths."""
+
+    def __init__(self, max_len: int):
+        self.observation_space = gym.spaces.Box(0, 2, shape=(2, 2), dtype=np.uint8)
+        self.action_space = gym.spaces.Discrete(2)
+        self.max_len = max_len
+
+    def frame(self):
+        return self.np_random.integers(0, 3, size=(2, 2)).astype(np.uint8)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.left = int(self.np_random.integers(1, self.max_len + 1))
+        return self.frame(), {}
+
+    def step(self, action):
+        self.left -= 1
+        end = self.left == 0
+        terminated = end and bool(self.np_random.random() < 0.5)
+        return self.frame(), 0.0, terminated, end and not terminated, {}
+
+
+def transitions(k, padding, steps, seed, max_len, n_step=1):
+    """(obs, action, reward, next_obs, terminated) of a stacked-frame env, as an n-step adder would
+    emit them: transition t pairs s_t with s_{t+m}, m = min(n, steps left), emitted once known."""
+    env = gym.wrappers.FrameStackObservation(Frames(max_len), k, padding_type=padding)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    episode = [obs]
+    out = []
+    t = 0
+    while t < steps:
+        action = int(rng.integers(2))
+        nxt, _, terminated, truncated, _ = env.step(action)
+        episode.append(nxt)
+        t += 1
+        done = terminated or truncated
+        # Emit every transition whose n-step window is complete (or all, at the episode's end).
+        while len(episode) > n_step or (done and len(episode) > 1):
+            m = min(n_step, len(episode) - 1)
+            out.append((episode[0], len(out) % 2, float(len(out)), episode[m], bool(terminated and m == len(episode) - 1)))
+            episode.pop(0)
+        if done:
+            obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
+            episode = [obs]
+    return out
+
+
+def both(capacity, k, padding, stream):
+    naive = make_replay(capacity, (k, 2, 2), np.random.default_rng(0), "cpu", dtype=np.uint8)
+    dedup = make_replay(capacity, (k, 2, 2), np.random.default_rng(0), "cpu", dtype=np.uint8, frame_padding=padding)
+    for obs, action, reward, nxt, terminated in stream:
+        naive.add(obs, action, reward, nxt, terminated)
+        dedup.add(obs, action, reward, nxt, terminated)
+        yield naive, dedup
+
+
+def assert_same(naive, dedup):
+    slots = dedup.live_slots()
+    obs, nxt = dedup.storage.get(slots)
+    np.testing.assert_array_equal(obs, naive.storage.obs[slots])
+    np.testing.assert_array_equal(nxt, naive.storage.next_obs[slots])
+    np.testing.assert_array_equal(dedup.rewards[slots], naive.rewards[slots])
+
+
+@pytest.mark.parametrize("padding", ["reset", "zero"])
+@pytest.mark.parametrize("n_step", [1, 3])
+@pytest.mark.parametrize("seed", range(6))
+def test_frame_dedup_rebuilds_every_stack_like_a_naive_memory(padding, n_step, seed):
+    """Episode starts (padding), ends (terminal and truncated next stacks), wrap-around of the
+    memory and of the frame ring, short and long episodes, n-step pairs: every live transition
+    reads back exactly what a memory storing whole stacks holds."""
+    rng = np.random.default_rng(seed)
+    k, capacity = int(rng.integers(2, 5)), int(rng.integers(8, 40))
+    max_len = int(rng.choice([2, 5, 30]))
+    stream = transitions(k, padding, 300, seed, max_len, n_step)
+    for step, (naive, dedup) in enumerate(both(capacity, k, padding, stream)):
+        if step % 7 == 0 or step > 280:
+            assert_same(naive, dedup)
+    assert dedup.cursor == naive.cursor and 0 < len(dedup) <= len(naive)
+
+
+def test_frame_dedup_stores_one_frame_per_step_and_keeps_every_transition():
+    k, capacity = 4, 200
+    stream = transitions(k, "reset", 1000, seed=1, max_len=40)
+    for naive, dedup in both(capacity, k, "reset", stream):
+        pass
+    assert len(dedup) == len(naive) == capacity  # episodes of >= 16 steps on average: nothing evicted
+    assert_same(naive, dedup)
+    episodes = sum(1 for *_, t in stream if t) + 1  # a rough lower bound is enough here
+    assert dedup.storage.total <= len(stream) + 2 * episodes + 40
+
+
+def test_frame_dedup_samples_and_checkpoints_like_a_naive_memory():
+    k = 3
+    stream = transitions(k, "reset", 120, seed=5, max_len=6)
+    for naive, dedup in both(50, k, "reset", stream):
+        pass
+    batch = dedup.sample(32)
+    np.testing.assert_array_equal(batch.obs.numpy(), naive.storage.obs[batch.indices])
+    np.testing.assert_array_equal(batch.next_obs.numpy(), naive.storage.next_obs[batch.indices])
+    assert batch.obs.dtype == torch.uint8 and batch.obs.shape == (32, k, 2, 2)
+    assert set(batch.indices) <= set(dedup.live_slots())
+    copy = make_replay(50, (k, 2, 2), np.random.default_rng(9), "cpu", dtype=np.uint8, frame_padding="reset")
+    copy.load_state_dict(dedup.state_dict())
+    a, b = dedup.sample(16), copy.sample(16)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.next_obs.numpy(), b.next_obs.numpy())
+
+
+def test_evicted_transitions_are_never_sampled_with_priorities():
+    k = 3
+    stream = transitions(k, "zero", 200, seed=2, max_len=2)  # 2-step episodes: frames run out first
+    memory = make_replay(40, (k, 2, 2), np.random.default_rng(0), "cpu", prioritized=True, dtype=np.uint8,
+                         frame_padding="zero")
+    for t in stream:
+        memory.add(*t)
+    assert len(memory) < 40
+    live = set(memory.live_slots())
+    for _ in range(50):
+        assert set(memory.sample(8, 0.5).indices) <= live
+
+
+def test_observations_keep_their_dtype():
+    rng = np.random.default_rng(0)
+    frames = make_replay(10, (3, 3), rng, "cpu", dtype=np.uint8)
+    frames.add(np.full((3, 3), 200, np.uint8), 0, 0.0, np.full((3, 3), 7, np.uint8), False)
+    batch = frames.sample(2)
+    assert batch.obs.dtype == torch.uint8 and int(batch.obs[0, 0, 0]) == 200 and int(batch.next_obs[0, 0, 0]) == 7
