@@ -4,7 +4,8 @@
     python benchmarks/checkpoint.py configs/ddqn.yaml
 
 Builds the agent and replay of the config, fills the replay to capacity, then times what the
-trainer does at a checkpoint: snapshot the state (deep copy) and write it atomically.
+trainer does at a checkpoint: snapshot the state (deep copy), encode it to the bytes a chunk
+sends back, and write them atomically.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from dqnrun.agent import Agent
+from dqnrun.chunks import encode_checkpoint
 from dqnrun.config import load_config
 from dqnrun.experiment import load_checkpoint, plan
 from dqnrun.replay import make_replay
@@ -47,7 +49,8 @@ def main() -> None:
         start = time.perf_counter()
         state = copy.deepcopy({"format": "dqnrun-checkpoint", "agent": agent.state_dict(),
                                "replay": replay.state_dict(), "rng": {"explore": rng.bit_generator.state}})
-        write_with(path, lambda tmp: torch.save(state, tmp))
+        data = encode_checkpoint(state)
+        write_with(path, lambda tmp: tmp.write_bytes(data))
         times.append(time.perf_counter() - start)
         start = time.perf_counter()
         load_checkpoint(path)

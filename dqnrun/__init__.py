@@ -40,6 +40,7 @@ def train(
     jobs: int | None = None,
     device: str = "auto",
     on_event: Callable[["Event"], None] | None = None,
+    scheduler: str | None = None,
 ) -> Run:
     """Train every seed of a config and return the finished run (what `dqnrun train` does).
 
@@ -48,6 +49,7 @@ def train(
     goes to `out/<name>` (`out/<name>-2` if that exists). `jobs` seeds train at once (default:
     as many as cores and seeds allow); `device` is auto, cpu, cuda or mps. `on_event` receives
     each trainer event (`EpisodeEnd` after every episode, `SeedEnd` per seed) in this process.
+    `scheduler` runs the seeds on a Dask cluster (`"tcp://host:8786"`, or `"local:N"`).
 
     Raises `UserError` for a bad config or option. An interruption (Ctrl-C) keeps the
     checkpoints and raises KeyboardInterrupt naming `dqnrun train --resume <run>`.
@@ -59,7 +61,8 @@ def train(
         extra.append(f"seeds=[{', '.join(str(int(s)) for s in seeds)}]")
     if name is not None:
         extra.append(f"name={name}")
-    run_plan = experiment.start_run(config, overrides=extra, out=out, jobs=jobs, device=device)
+    run_plan = experiment.start_run(config, overrides=extra, out=out, jobs=jobs, device=device,
+                                    scheduler=scheduler)
     outcome = experiment.execute(run_plan, on_event)
     if outcome.run is None:
         raise KeyboardInterrupt(f"interrupted; continue with `dqnrun train --resume {outcome.run_dir}`")

@@ -61,16 +61,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.replace(" ", "").split(",") if s]
-    except ValueError:
-        raise UserError(f"--seeds {text!r}: expected integers separated by commas, e.g. --seeds 1,2,3") from None
-    if not seeds:
-        raise UserError("--seeds needs at least one seed, e.g. --seeds 1,2,3")
-    return seeds
-
-
+SCHEDULER_HELP = ("Run on a Dask cluster: its scheduler's address (tcp://HOST:8786), or local:N for N local "
+                  "Dask worker processes. Needs pip install \"dqnrun[dask]\".")
 SET_HELP = "Override a config key, e.g. --set agent.learning_rate=0.0005 (repeatable; values are YAML)."
 
 
@@ -83,7 +75,7 @@ SET_HELP = "Override a config key, e.g. --set agent.learning_rate=0.0005 (repeat
 def train(
     config_path: Optional[Path] = typer.Argument(None, metavar="CONFIG", help="YAML config, e.g. configs/ddqn.yaml."),
     set_: List[str] = typer.Option([], "--set", "-s", help=SET_HELP),
-    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds, e.g. 1,2,3 (overrides `seeds`)."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 1,2,3 or 1-10 or 1-3,7 (overrides `seeds`)."),
     episodes: Optional[int] = typer.Option(None, help="Episodes per seed (overrides `episodes`)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Seeds trained at once (default: cores, at most one per seed)."),
     device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
@@ -92,6 +84,7 @@ def train(
     force: bool = typer.Option(False, "--force", help="Replace an existing run of the same name."),
     resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run directory from its checkpoints."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard logs to RUN/tb/ (sets logging.tensorboard)."),
+    scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
 ) -> None:
     """Train every seed of a config in parallel and save the run under results/.
 
@@ -101,10 +94,15 @@ def train(
 
       dqnrun train configs/per.yaml --set agent.learning_rate=0.0005 --seeds 1,2,3
 
+      dqnrun train configs/ddqn.yaml --seeds 1-10 --scheduler tcp://10.0.0.5:8786
+
       dqnrun train --resume results/ddqn
     """
     from dqnrun import experiment
+    from dqnrun.config import parse_seeds
     from dqnrun.console import LiveTraining, TrainingDisplay, console, seed_summary
+    from dqnrun.workers import WorkerFault
+
 
     if resume is not None and (config_path is not None or set_ or seeds or episodes or name or force or tensorboard):
         raise UserError("--resume takes only the run directory (and --jobs/--device): the run keeps its config")
@@ -118,14 +116,13 @@ def train(
     if tensorboard:
         overrides.append("logging.tensorboard=true")
     run_plan = experiment.start_run(config_path, overrides=overrides, out=out, force=force, resume=resume,
-                                    jobs=jobs, device=device)
+                                    jobs=jobs, device=device, scheduler=scheduler)
     for note in run_plan.notes:
         console.print(f"[yellow]{note}[/yellow]")
     config, run_dir = run_plan.config, run_plan.run_dir
     console.print(
         f"[bold]{config.name}[/bold]: {config.variant} on {config.env}, seeds {list(config.seeds)}, "
-        f"{config.episodes} episodes, device {run_plan.device}, {run_plan.jobs} job{'s' if run_plan.jobs > 1 else ''}"
-        f" -> {run_dir}"
+        f"{config.episodes} episodes, device {run_plan.device}, {run_plan.where} -> {run_dir}"
     )
     if run_plan.tensorboard:
         console.print(f"TensorBoard: tensorboard --logdir {run_dir.parent}")
@@ -134,6 +131,9 @@ def train(
     try:
         with LiveTraining(display) as live:
             outcome = experiment.execute(run_plan, live.handle)
+    except WorkerFault as exc:
+        console.print(f"[red]{exc}; continue with `dqnrun train --resume {run_dir}`[/red]")
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         console.print(f"[yellow]aborted: progress since each seed's last checkpoint is lost; "
                       f"continue with `dqnrun train --resume {run_dir}`[/yellow]")

@@ -361,6 +361,30 @@ def _validate(c: Config, source: str) -> None:
             raise UserError(f"{source}: {message}")
 
 
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """Seeds from `1,2,3`, ranges `1-10` (inclusive) or both, `1-3,7`; in the order given."""
+    seeds: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        first, dash, last = part.partition("-")
+        if not (first.isdigit() and (not dash or last.isdigit())):
+            raise UserError(f"{option} {text!r}: expected integers and ranges separated by commas, "
+                            f"e.g. {option} 1,2,3 or {option} 1-10")
+        lo, hi = int(first), int(last) if dash else int(first)
+        if hi < lo:
+            raise UserError(f"{option} {text!r}: the range {part} is empty; write it low-high, e.g. {last}-{first}")
+        if hi - lo >= 10_000:
+            raise UserError(f"{option} {text!r}: the range {part} has more than 10,000 seeds")
+        seeds += range(lo, hi + 1)
+    if not seeds:
+        raise UserError(f"{option} needs at least one seed, e.g. {option} 1,2,3 or {option} 1-5")
+    if len(set(seeds)) != len(seeds):
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        raise UserError(f"{option} {text!r}: seed {twice[0]} appears twice")
+    return seeds
+
+
 def describe_keys() -> list[tuple[str, str, str]]:
     """(dotted key, default, description) for every config key, for help texts."""
     rows = []

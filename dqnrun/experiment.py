@@ -1,24 +1,19 @@
 """One run (many seeds of one config): claim, resume checks, workers, live files, assembly.
 
 `start_run` then `execute` is the whole lifecycle, shared by `dqnrun train` and `dqnrun.train()`.
-Each seed runs `trainer.train_seed` in a worker (`run_seeds`); this process turns its events
-into the live metrics rows and TensorBoard scalars. A finished seed's models and result are
-saved as soon as it ends, so a crash or Ctrl-C loses at most the unfinished seeds' progress
+Each seed is a chain of chunk tasks that workers.py runs (`run_seeds`); this process writes
+their checkpoints and turns their events into the live metrics rows and TensorBoard scalars.
+A finished seed's models and result are saved as soon as it ends, so a crash or Ctrl-C loses at most the unfinished seeds' progress
 since their last checkpoint. `results.joblib` is assembled once every seed is done.
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import platform
-import queue
-import signal
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from multiprocessing.managers import SyncManager
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -26,6 +21,7 @@ import joblib
 import numpy as np
 
 from dqnrun import __version__
+from dqnrun.chunks import ChunkResult, decode_checkpoint
 from dqnrun.config import Config, apply_overrides, config_from_dict, load_config
 from dqnrun.envs import env_info, storage_dtype
 from dqnrun.errors import UserError
@@ -37,7 +33,6 @@ from dqnrun.results import (
     Run,
     RunDir,
     claim_run_dir,
-    load_torch_file,
     results_data,
     run_from_data,
     write_joblib,
@@ -46,7 +41,7 @@ from dqnrun.results import (
     write_with,
 )
 from dqnrun.smoothing import aggregate, smooth
-from dqnrun.trainer import CHECKPOINT_FORMAT, EpisodeEnd, Event, SeedEnd, SeedResult, train_seed
+from dqnrun.trainer import EpisodeEnd, Event, SeedEnd, SeedResult
 
 
 def default_jobs(n_seeds: int) -> int:
@@ -91,63 +86,76 @@ def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResu
     files.checkpoint(result.seed).unlink(missing_ok=True)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """A seed's checkpoint, or None. It holds numpy arrays and generator states, which torch's
-    weights-only loader does not take; it is read only from the user's own run directory."""
+def read_checkpoint(path: Path) -> bytes | None:
+    """A seed's checkpoint bytes (checked to be a checkpoint), or None when it has none."""
     if not path.exists():
         return None
     try:
-        return load_torch_file(path, CHECKPOINT_FORMAT, "dqnrun checkpoint", weights_only=False)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        decode_checkpoint(data, what=str(path))
     except UserError as exc:
         raise UserError(f"{exc}; delete it to restart that seed from scratch") from None
+    return data
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """A seed's checkpoint as a dict, or None. Read with torch's weights-only loader."""
+    data = read_checkpoint(path)
+    return None if data is None else decode_checkpoint(data, what=str(path))
+
+
+def save_chunk(run_dir: Path, config: Config, spec: NetworkSpec, chunk: ChunkResult) -> None:
+    """Write what a chunk produced: the seed's files when it finished, else its checkpoint."""
+    if chunk.result is not None:
+        save_seed(run_dir, config, spec, chunk.result)
+    elif chunk.checkpoint is not None:
+        data = chunk.checkpoint
+        write_with(RunDir(run_dir).checkpoint(chunk.seed), lambda tmp: tmp.write_bytes(data))
 
 
 # ---------------------------------------------------------------------------------------------
 # Workers
 
 
-@dataclass
-class Channel:
-    """How a worker talks to the main process: an event queue and a stop flag."""
+@dataclass(frozen=True)
+class SeedsToRun:
+    """The seeds of one run still to train, with what their chunks need."""
 
-    events: Any  # queue.Queue or a manager's Queue proxy
-    stop: Any  # threading.Event or a manager's Event proxy
-    in_subprocess: bool
-
-
-def run_seed(config: Config, seed: int, spec: NetworkSpec, device: str, run_dir: Path, channel: Channel) -> str:
-    """Worker entry point: train (or resume) one seed and save its files. Returns its status."""
-    if channel.stop.is_set():  # stopped before this seed began: it stays as it was
-        return "interrupted"
-    if channel.in_subprocess:
-        # The main process decides when to stop (it owns Ctrl-C and SIGTERM); workers finish
-        # their episode, checkpoint and return.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    checkpoint_path = RunDir(run_dir).checkpoint(seed)
-    resume = load_checkpoint(checkpoint_path)
-
-    def save_checkpoint(state: dict[str, Any]) -> None:
-        import torch
-
-        write_with(checkpoint_path, lambda tmp: torch.save(state, tmp))
-
-    result = train_seed(
-        config, seed, spec, device,
-        emit=channel.events.put,
-        should_stop=channel.stop.is_set,
-        save_checkpoint=save_checkpoint,
-        resume=resume,
-    )
-    if result.status in ("complete", "diverged"):
-        save_seed(run_dir, config, spec, result)
-    return result.status
+    run_dir: Path
+    config: Config
+    spec: NetworkSpec
+    seeds: tuple[int, ...]
 
 
-def channel_stopped(channel: Channel) -> bool:
-    try:
-        return bool(channel.stop.is_set())
-    except (OSError, EOFError):  # the manager is gone
-        return True
+def run_many(
+    runs: list[SeedsToRun],
+    jobs: int,
+    device: str,
+    on_event: Callable[[SeedsToRun, Event], None],
+    scheduler: str | None = None,
+) -> bool:
+    """Train the seeds of every run in one pool of chunk tasks (see workers.py); each run's
+    files are written here as its chunks end. False when Ctrl-C or SIGTERM stopped it."""
+    from dqnrun import workers
+
+    chains = []
+    for run in runs:
+        for seed in run.seeds:
+            chain = workers.Chain((run, seed), run.config, run.spec, seed, device,
+                                  read_checkpoint(RunDir(run.run_dir).checkpoint(seed)))
+            if chain.checkpoint is not None:  # its events so far are in the checkpoint
+                chain.delivered = int(decode_checkpoint(chain.checkpoint)["episode"])
+            chains.append(chain)
+
+    def on_chunk(chain: workers.Chain, chunk: ChunkResult) -> None:
+        run = chain.key[0]
+        save_chunk(run.run_dir, run.config, run.spec, chunk)
+
+    return workers.run_chains(chains, lambda chain, event: on_event(chain.key[0], event), on_chunk,
+                              jobs=jobs, scheduler=scheduler)
 
 
 def run_seeds(
@@ -158,75 +166,13 @@ def run_seeds(
     jobs: int,
     device: str,
     on_event: Callable[[Event], None],
-) -> None:
-    """Run `seeds` in `jobs` workers; feed their events to `on_event` in this thread.
-
-    Ctrl-C or SIGTERM sets the stop flag: each worker finishes its episode, checkpoints and
-    returns. What finished is on disk (`pending_seeds` tells what did not).
-    """
-    if not seeds:
-        return
-    manager: SyncManager | None = None
-    if jobs > 1:
-        manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
-        manager.start(signal.signal, (signal.SIGINT, signal.SIG_IGN))
-        channel = Channel(manager.Queue(), manager.Event(), in_subprocess=True)
-    else:
-        channel = Channel(queue.Queue(), threading.Event(), in_subprocess=False)
-
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            if jobs > 1:
-                tasks = (joblib.delayed(run_seed)(config, s, spec, device, run_dir, channel) for s in seeds)
-                joblib.Parallel(n_jobs=jobs, backend="loky")(tasks)
-            else:
-                for s in seeds:
-                    run_seed(config, s, spec, device, run_dir, channel)
-        except BaseException as exc:  # surfaced in the main thread below
-            failure.append(exc)
-        finally:
-            channel.events.put(None)
-
-    # The handler only flips a local flag: a manager proxy must not be called from a signal
-    # handler, which may interrupt this thread in the middle of another proxy call.
-    stop_requested = threading.Event()
-
-    def request_stop(signum: int, frame: Any) -> None:
-        stop_requested.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C forces it
-
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        for s in previous:
-            signal.signal(s, request_stop)
-    worker = threading.Thread(target=work, name="dqnrun-seeds", daemon=True)
-    try:
-        worker.start()
-        forwarded = False
-        while True:
-            if stop_requested.is_set() and not forwarded:
-                channel.stop.set()
-                forwarded = True
-            try:
-                event = channel.events.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if event is None:
-                break
-            on_event(event)
-        worker.join()
-    finally:
-        if in_main:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-        stopped = channel_stopped(channel)
-        if manager is not None:
-            manager.shutdown()
-    if failure and not stopped:
-        raise failure[0]
+    scheduler: str | None = None,
+) -> bool:
+    """Run `seeds` of one run on `jobs` local workers (or the Dask `scheduler`); feed their events
+    to `on_event`. Ctrl-C or SIGTERM: each seed checkpoints and this returns False (what
+    finished is on disk; `pending_seeds` tells what did not)."""
+    run = SeedsToRun(run_dir, config, spec, tuple(seeds))
+    return run_many([run], jobs, device, lambda _, event: on_event(event), scheduler)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,6 +323,14 @@ class RunPlan:
     checkpoints: dict[int, dict[str, Any]]  # seed -> its checkpoint's result state (for the metrics rows)
     notes: list[str] = field(default_factory=list)  # warnings for the user (renamed directory, ...)
     tensorboard: bool = False
+    scheduler: str | None = None  # a Dask scheduler's address, or local:N; None: local workers
+
+    @property
+    def where(self) -> str:
+        """Where the seeds run, in words."""
+        if self.scheduler:
+            return f"Dask scheduler {self.scheduler}"
+        return f"{self.jobs} job{'s' if self.jobs > 1 else ''}"
 
 
 def start_run(
@@ -389,6 +343,7 @@ def start_run(
     jobs: int | None = None,
     device: str = "auto",
     tensorboard: bool | None = None,
+    scheduler: str | None = None,
 ) -> RunPlan:
     """Check everything that can be checked before training, then claim the run directory.
 
@@ -398,6 +353,10 @@ def start_run(
     """
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {jobs}")
+    if scheduler is not None:
+        from dqnrun.workers import check_scheduler
+
+        check_scheduler(scheduler, jobs)
     notes = []
     if resume is not None:
         files = RunDir(Path(resume))
@@ -439,7 +398,7 @@ def start_run(
                      f"curves are smoothed over {cfg.smoothing_window} (recorded in the results)")
     todo = files.pending_seeds(cfg.seeds)
     n_jobs = max(1, min(jobs or default_jobs(len(todo)), len(todo) or 1))
-    return RunPlan(files.path, cfg, spec, dev, n_jobs, todo, resumed_from, checkpoints, notes, use_tb)
+    return RunPlan(files.path, cfg, spec, dev, n_jobs, todo, resumed_from, checkpoints, notes, use_tb, scheduler)
 
 
 @dataclass
@@ -531,7 +490,7 @@ def execute(run_plan: RunPlan, on_event: Callable[[Event], None] | None = None) 
     try:
         with RunDir(run_plan.run_dir).training():
             run_seeds(run_plan.config, run_plan.todo, run_plan.spec, run_plan.run_dir, run_plan.jobs,
-                      run_plan.device, handle)
+                      run_plan.device, handle, run_plan.scheduler)
     finally:
         recorder.close()
     unfinished = pending_seeds(run_plan.run_dir, run_plan.config)  # diverged seeds are finished too

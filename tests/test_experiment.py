@@ -32,23 +32,39 @@ def write_config(path: Path, **changes) -> Path:
     return path
 
 
+# The run under test: both seeds in worker processes from the start (by default small runs stay
+# in the main process), so a signal finds two workers in the middle of their chunks.
+WORKER_PROCESSES = ("import dqnrun.workers as w; w.SPAWN_AFTER = 0.0; "
+                    "w.run_chains.__defaults__ = w.run_chains.__defaults__[:-1] + (False,); "
+                    "from dqnrun.cli import main; main()")
+SIGNALLED = dict(seeds=[3, 4], episodes=100, checkpoint_every=2, eval_episodes=1)
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """The uninterrupted run that the interrupted ones must match."""
+    out = tmp_path_factory.mktemp("straight")
+    config = write_config(out / "run.yaml", **SIGNALLED)
+    result = runner.invoke(app, ["train", str(config), "--out", str(out), "--name", "straight", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    return out / "straight"
+
+
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
-def test_a_signal_then_resume_gives_the_uninterrupted_numbers(tmp_path, how):
+def test_a_signal_then_resume_gives_the_uninterrupted_numbers(tmp_path, how, straight_run):
     """A real Ctrl-C (SIGINT to the whole process group, as a terminal sends it) or a SIGTERM to
-    the main process during a 2-job run, then --resume."""
-    config = write_config(tmp_path / "run.yaml", seeds=[3, 4], episodes=300, checkpoint_every=5,
-                          eval_episodes=1,
-                          agent={**TINY_RAW["agent"], "memory_size": 2000, "memory_start_size": 1000})
+    the main process while two worker processes train, then --resume."""
+    config = write_config(tmp_path / "run.yaml", **SIGNALLED)
     out = tmp_path / "results"
     env = {**os.environ, "COLUMNS": "200"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dqnrun.cli", "train", str(config), "--out", str(out), "--jobs", "2"],
+        [sys.executable, "-c", WORKER_PROCESSES, "train", str(config), "--out", str(out), "--jobs", "2"],
         start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
-    checkpoint = out / "run" / "checkpoints"
+    checkpoints = [out / "run" / "checkpoints" / f"seed-{s}.pt" for s in (3, 4)]
     deadline = time.time() + 120
-    while proc.poll() is None and not any(checkpoint.glob("seed-*.pt")) and time.time() < deadline:
-        time.sleep(0.05)
+    while proc.poll() is None and not all(p.exists() for p in checkpoints) and time.time() < deadline:
+        time.sleep(0.02)
     if how == "ctrl-c":
         os.killpg(proc.pid, signal.SIGINT)
     else:
@@ -57,24 +73,23 @@ def test_a_signal_then_resume_gives_the_uninterrupted_numbers(tmp_path, how):
     assert proc.returncode == 130, output
     assert "Traceback" not in output
     assert f"continue with `dqnrun train --resume {out / 'run'}`" in output
+    assert output.count(": interrupted after") == 2, output  # both workers checkpointed and said so
     assert not (out / "run" / "results.joblib").exists()
     assert not list((out / "run").rglob("*.tmp*"))  # no half-written file
 
     resumed = runner.invoke(app, ["train", "--resume", str(out / "run"), "--jobs", "1"])
     assert resumed.exit_code == 0, resumed.output
-    straight = runner.invoke(app, ["train", str(config), "--out", str(out), "--name", "straight", "--jobs", "1"])
-    assert straight.exit_code == 0, straight.output
     a = joblib.load(out / "run" / "results.joblib")
-    b = joblib.load(out / "straight" / "results.joblib")
+    straight = joblib.load(straight_run / "results.joblib")
     for key in ("scores", "train_returns", "steps", "losses", "epsilons", "best_score", "best_episode"):
-        np.testing.assert_array_equal(a[key], b[key])
+        np.testing.assert_array_equal(a[key], straight[key])
     assert not (out / "run" / "checkpoints").exists()  # removed once every seed finished
     # The live metrics files continued where the checkpoints were: no duplicate or missing row.
     for seed in (3, 4):
         resumed_rows = pd.read_csv(out / "run" / "metrics" / f"seed-{seed}.csv").drop(columns="wall_time")
-        straight_rows = pd.read_csv(out / "straight" / "metrics" / f"seed-{seed}.csv").drop(columns="wall_time")
+        straight_rows = pd.read_csv(straight_run / "metrics" / f"seed-{seed}.csv").drop(columns="wall_time")
         pd.testing.assert_frame_equal(resumed_rows, straight_rows)
-        assert list(resumed_rows["episode"]) == list(range(1, 301))
+        assert list(resumed_rows["episode"]) == list(range(1, SIGNALLED["episodes"] + 1))
     again = runner.invoke(app, ["train", "--resume", str(out / "run")])
     assert again.exit_code == 2 and "already complete" in again.output
 

@@ -1,0 +1,467 @@
+"""Where chunks run: local worker processes or a Dask cluster; the client loop, signals, faults.
+
+The client (this process) hands out chunk tasks (`chunks.run_chunk`), takes their results as
+they complete, has the caller write every file, and hands out each seed's next chunk. Workers
+write nothing. Local workers stream their events as they happen; Dask workers send a chunk's
+events with its result. Ctrl-C or SIGTERM stops handing out chunks and asks the running ones
+to checkpoint at the end of their episode. A worker that dies costs its chunk, which runs again
+from the seed's last checkpoint with the same numbers. Dask is imported only for `scheduler`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import signal
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Iterator
+
+from dqnrun.chunks import ChunkResult, ChunkTask, run_chunk
+from dqnrun.config import Config
+from dqnrun.errors import UserError
+from dqnrun.networks import NetworkSpec
+from dqnrun.trainer import EpisodeEnd, Event, SeedEnd
+
+DASK_INSTALL = 'pip install "dqnrun[dask]"'
+SPAWN_AFTER = 1.5  # seconds of work waiting before worker processes start (about their start-up)
+MAX_LOSSES = 3  # a chunk whose worker dies this often is not retried again
+CONNECT_TIMEOUT = 10  # seconds to reach a Dask scheduler
+
+
+class WorkerFault(Exception):
+    """A fault outside the user's control (workers dying, the scheduler gone); one line."""
+
+
+@dataclass
+class Chain:
+    """One seed of one run as the client sees it: the next task's inputs and what it delivered."""
+
+    key: Any  # the caller's name for it, e.g. (run, seed)
+    config: Config
+    spec: NetworkSpec
+    seed: int
+    device: str
+    checkpoint: bytes | None = None
+    delivered: int = 0  # episodes whose events were delivered
+    ended: bool = False  # its SeedEnd was delivered
+    losses: int = 0  # chunks lost with their worker
+
+    def task(self) -> ChunkTask:
+        return ChunkTask(self.config, self.seed, self.spec, self.device, self.checkpoint)
+
+
+def run_chains(
+    chains: list[Chain],
+    on_event: Callable[[Chain, Event], None],
+    on_chunk: Callable[[Chain, ChunkResult], None],
+    jobs: int = 1,
+    scheduler: str | None = None,
+    in_process: bool = True,
+) -> bool:
+    """Train every chain to its end on `jobs` local workers or the Dask `scheduler`.
+
+    Locally, one of the `jobs` workers is a thread of this process unless `in_process` is False.
+    Events reach `on_event` in order and once each, even when a chunk runs twice; each finished
+    chunk reaches `on_chunk` (which writes its files) before the chain's next chunk starts.
+    Returns False when Ctrl-C or SIGTERM stopped the run (every running chunk checkpointed).
+    """
+    if not chains:
+        return True
+    pool: LocalPool | DaskPool = DaskPool(scheduler) if scheduler else LocalPool(min(jobs, len(chains)), in_process)
+    ready = deque(chains)
+    running: dict[int, Chain] = {}
+    tokens = itertools.count()
+
+    def deliver(chain: Chain, event: Event) -> None:
+        if isinstance(event, EpisodeEnd):
+            if event.episode <= chain.delivered:
+                return  # already delivered by an earlier run of this chunk
+            chain.delivered = event.episode
+        elif isinstance(event, SeedEnd):
+            if chain.ended:
+                return
+            chain.ended = True
+        on_event(chain, event)
+
+    stopping = False
+    with pool, stop_signals() as stop_requested:
+        while ready or running:
+            if stop_requested.is_set() and not stopping:
+                stopping = True
+                ready.clear()
+                pool.stop()
+            if not stopping:
+                pool.grow(len(ready))
+            while ready and not stopping and pool.free() > 0:
+                chain = ready.popleft()
+                token = next(tokens)
+                running[token] = chain
+                pool.submit(token, chain.task())
+            for kind, token, payload in pool.poll(0.1):
+                chain = running.get(token)
+                if chain is None:
+                    continue
+                if kind == "event":
+                    deliver(chain, payload)
+                elif kind == "done":
+                    del running[token]
+                    for event in payload.events:
+                        deliver(chain, event)
+                    on_chunk(chain, payload)
+                    chain.checkpoint = payload.checkpoint
+                    if payload.status == "checkpoint" and not stopping:
+                        ready.appendleft(chain)  # depth first: finished seeds appear early
+                elif kind == "lost":
+                    del running[token]
+                    chain.losses += 1
+                    if chain.losses >= MAX_LOSSES:
+                        raise WorkerFault(f"a worker died {chain.losses} times while training seed {chain.seed} "
+                                          "(out of memory?); finished seeds and checkpoints are kept")
+                    if not stopping:
+                        ready.appendleft(chain)
+                else:  # "error": the chunk raised
+                    exc, remote = payload
+                    if not isinstance(exc, UserError):
+                        exc.add_note(f"in the worker:\n{remote}")
+                    raise exc
+        if stopping:  # chains stopped between two chunks end like the others
+            for chain in chains:
+                deliver(chain, SeedEnd(chain.seed, "interrupted", f"stopped after episode {chain.delivered}"))
+    return not stopping
+
+
+# ---------------------------------------------------------------------------------------------
+# Signals
+
+
+@contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """While inside: Ctrl-C and SIGTERM set the yielded flag; a second Ctrl-C raises
+    KeyboardInterrupt. The handler only sets a flag: the loop polls it."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def request_stop(signum: int, frame: Any) -> None:
+        flag.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C forces it
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, request_stop)
+    try:
+        yield flag
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Processes started inside inherit an ignored SIGINT (Python keeps it ignored), so a
+    terminal's Ctrl-C, sent to the whole process group, reaches only the client."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# ---------------------------------------------------------------------------------------------
+# Local workers: the client's own process runs one chunk at a time in a thread, and up to
+# `jobs - 1` worker processes run the others. Importing torch and gymnasium costs a process
+# about a second and a half of CPU, more than a small run saves, so processes start only once
+# work has waited SPAWN_AFTER seconds, and chunks go only to workers that said they are ready.
+# Each worker talks to the client over its own pipe (no lock shared between workers, so a
+# killed one cannot block the others).
+
+
+def serve(conn: Connection) -> None:
+    """A worker's loop: run the chunk tasks that arrive on `conn`, stream events back."""
+    conn.send(("ready", None, None))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message[0] == "quit":
+            return
+        if message[0] != "task":
+            continue  # a stop request that came after its chunk ended
+        _, token, task = message
+        stopped = False
+
+        def should_stop() -> bool:
+            nonlocal stopped
+            while not stopped and conn.poll():
+                stopped = conn.recv()[0] in ("stop", "quit")
+            return stopped
+
+        try:
+            result = run_chunk(task, emit=lambda event: conn.send(("event", token, event)), should_stop=should_stop)
+            result.events = []  # already streamed, in order, on this pipe
+            conn.send(("done", token, result))
+        except BaseException as exc:  # noqa: BLE001 - the client decides what it means
+            remote = traceback.format_exc()
+            try:
+                conn.send(("error", token, (exc, remote)))
+            except Exception:  # the exception does not pickle
+                conn.send(("error", token, (RuntimeError(f"{type(exc).__name__}: {exc}"), remote)))
+
+
+def process_main(conn: Connection) -> None:
+    """Entry point of a spawned worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the client decides when to stop
+    import torch
+
+    torch.set_num_threads(1)
+    serve(conn)
+
+
+def process_context() -> Any:
+    """Where available, a fork server that has imported torch and dqnrun once forks the workers
+    (a few milliseconds each, also when one is replaced); elsewhere each worker is spawned."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["dqnrun.chunks"])
+    return ctx
+
+
+class Slot:
+    """One worker (a thread of this process, or a process) and its pipe."""
+
+    def __init__(self, in_process: bool):
+        self.in_process = in_process
+        self.token: int | None = None  # the chunk it runs
+        self.ready = False
+        if in_process:
+            self.conn, theirs = multiprocessing.Pipe()
+            self.worker: Any = threading.Thread(target=serve, args=(theirs,), name="dqnrun-chunks", daemon=True)
+            self.worker.start()
+        else:
+            ctx = process_context()
+            self.conn, theirs = ctx.Pipe()
+            self.worker = ctx.Process(target=process_main, args=(theirs,), name="dqnrun-worker", daemon=True)
+            with sigint_ignored():
+                self.worker.start()
+            theirs.close()
+
+    def close(self) -> None:
+        try:
+            self.conn.send(("quit", None, None))
+        except OSError:
+            pass
+        if not self.in_process:
+            # A process holds nothing worth keeping (a running chunk is given up): no need to
+            # wait for its interpreter to shut down.
+            self.worker.kill()
+            self.worker.join(timeout=5)
+        self.conn.close()
+
+
+class LocalPool:
+    def __init__(self, jobs: int, in_process: bool = True):
+        self.jobs = jobs
+        self.in_process = in_process
+        self.slots: list[Slot] = []
+        self.stopping = False
+
+    def __enter__(self) -> "LocalPool":
+        self.slots = [Slot(in_process=self.in_process)]
+        self.started = time.monotonic()
+        return self
+
+    def grow(self, waiting: int) -> None:
+        """Start worker processes for chunks that are waiting (see SPAWN_AFTER)."""
+        if waiting and len(self.slots) < self.jobs and time.monotonic() - self.started >= SPAWN_AFTER:
+            for _ in range(min(waiting, self.jobs - len(self.slots))):
+                self.slots.append(Slot(in_process=False))
+
+    def __exit__(self, *exc: Any) -> None:
+        for slot in self.slots:
+            slot.close()
+
+    def free(self) -> int:
+        return sum(1 for s in self.slots if s.ready and s.token is None)
+
+    def submit(self, token: int, task: ChunkTask) -> None:
+        slot = next(s for s in self.slots if s.ready and s.token is None)
+        slot.token = token
+        slot.conn.send(("task", token, task))
+
+    def stop(self) -> None:
+        self.stopping = True
+        for slot in self.slots:
+            if slot.token is not None:
+                try:
+                    slot.conn.send(("stop", None, None))
+                except OSError:
+                    pass
+
+    def poll(self, timeout: float) -> list[tuple[str, Any, Any]]:
+        messages: list[tuple[str, Any, Any]] = []
+        by_conn = {s.conn: s for s in self.slots}
+        for conn in wait(list(by_conn), timeout):
+            slot = by_conn[conn]
+            try:
+                while conn.poll():
+                    kind, token, payload = conn.recv()
+                    if kind == "ready":
+                        slot.ready = True
+                        continue
+                    if kind in ("done", "error"):
+                        slot.token = None
+                    messages.append((kind, token, payload))
+            except (EOFError, OSError):  # the worker died
+                if slot.token is not None:
+                    messages.append(("lost", slot.token, None))
+                self.replace(slot)
+        return messages
+
+    def replace(self, dead: Slot) -> None:
+        dead.token = None
+        dead.ready = True  # nothing to wait for in close()
+        dead.close()
+        i = self.slots.index(dead)
+        if self.stopping:
+            del self.slots[i]
+        else:
+            self.slots[i] = Slot(in_process=dead.in_process)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dask: the same chunk tasks as Dask tasks. The scheduler reruns a task whose worker died; the
+# stop flag is a distributed.Event that chunks look at between episodes.
+
+
+def dask_chunk(task: ChunkTask, stop_name: str) -> ChunkResult:
+    """A chunk on a Dask worker; its events come back with its result."""
+    from distributed import Event as DaskEvent
+
+    flag = DaskEvent(stop_name)
+    asked = [0.0, False]
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        if not asked[1] and now - asked[0] > 0.25:  # one scheduler round trip per 0.25 s at most
+            asked[0], asked[1] = now, flag.is_set()
+        return asked[1]
+
+    return run_chunk(task, should_stop=should_stop)
+
+
+def import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise UserError(f"--scheduler needs Dask, which is not installed: {DASK_INSTALL}") from None
+    return distributed
+
+
+def check_scheduler(scheduler: str, jobs: int | None) -> None:
+    """Fail early on a --scheduler that cannot work (bad local:N, Dask not installed)."""
+    if jobs is not None:
+        raise UserError("--jobs is for local processes; with --scheduler the cluster's workers decide")
+    parse_local(scheduler)
+    import_distributed()
+
+
+def parse_local(address: str) -> int | None:
+    """N for `local:N`, None for a scheduler address."""
+    if not address.startswith("local:"):
+        return None
+    n = address.removeprefix("local:")
+    if not n.isdigit() or int(n) < 1:
+        raise UserError(f"--scheduler {address!r}: expected local:N with N >= 1 workers, e.g. local:4")
+    return int(n)
+
+
+class DaskPool:
+    def __init__(self, address: str):
+        self.address = address
+        self.n_local = parse_local(address)
+        self.distributed = import_distributed()
+        self.cluster: Any = None
+        self.client: Any = None
+        self.futures: dict[int, Any] = {}
+        self.threads = 1
+        self.checked = 0.0
+
+    def __enter__(self) -> "DaskPool":
+        d = self.distributed
+        if self.n_local is not None:
+            import logging
+
+            with sigint_ignored():  # worker processes inherit it: Ctrl-C stops chunks, not workers
+                self.cluster = d.LocalCluster(n_workers=self.n_local, threads_per_worker=1, processes=True,
+                                              dashboard_address=None, silence_logs=logging.ERROR)
+            self.client = d.Client(self.cluster)
+        else:
+            try:
+                self.client = d.Client(self.address, timeout=f"{CONNECT_TIMEOUT}s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise UserError(f"cannot reach the Dask scheduler at {self.address} ({reason[:120]}); "
+                                "is `dask scheduler` running there?") from None
+        self.stop_name = f"dqnrun-stop-{uuid.uuid4().hex}"
+        self.flag = d.Event(self.stop_name, client=self.client)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            for future in self.futures.values():
+                future.cancel()
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+    def grow(self, waiting: int) -> None:
+        pass  # the cluster's size is the cluster's business
+
+    def free(self) -> int:
+        now = time.monotonic()
+        if now - self.checked > 1.0:  # workers come and go
+            self.checked = now
+            self.threads = max(1, sum(self.client.nthreads().values()))
+        return self.threads - len(self.futures)
+
+    def submit(self, token: int, task: ChunkTask) -> None:
+        self.futures[token] = self.client.submit(dask_chunk, task, self.stop_name, pure=False,
+                                                 key=f"dqnrun-chunk-{task.seed}-{uuid.uuid4().hex}")
+
+    def stop(self) -> None:
+        self.flag.set()
+
+    def poll(self, timeout: float) -> list[tuple[str, Any, Any]]:
+        done = [t for t, f in self.futures.items() if f.done()]
+        if not done:
+            time.sleep(timeout)
+            return []
+        messages: list[tuple[str, Any, Any]] = []
+        for token in done:
+            future = self.futures.pop(token)
+            if future.status == "finished":
+                messages.append(("done", token, future.result()))
+                continue
+            if future.status == "cancelled":
+                raise WorkerFault("the Dask scheduler dropped a chunk (did the scheduler stop?); "
+                                  "finished seeds and checkpoints are kept")
+            exc = future.exception()
+            if type(exc).__name__ == "KilledWorker":
+                raise WorkerFault(f"Dask workers died running a chunk of seed {future.key}: {exc}; "
+                                  "finished seeds and checkpoints are kept")
+            messages.append(("error", token, (exc, "".join(traceback.format_tb(future.traceback())))))
+        return messages

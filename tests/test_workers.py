@@ -1,0 +1,96 @@
+import multiprocessing
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+from tests_helpers import TINY_RAW
+
+from dqnrun import workers
+from dqnrun.config import config_from_dict
+from dqnrun.errors import UserError
+from dqnrun.experiment import plan
+from dqnrun.trainer import EpisodeEnd, SeedEnd, train_seed
+
+KEYS = ("scores", "train_returns", "steps", "epsilons", "losses", "best_score", "best_episode", "status")
+
+
+def tiny(**changes):
+    config = config_from_dict({**TINY_RAW, "name": "t", **changes})
+    return config, plan(config, 1)
+
+
+def run(chains, **kwargs):
+    """run_chains, keeping every delivered event and each chain's finished result."""
+    events, finished = [], {}
+
+    def on_chunk(chain, chunk):
+        if chunk.result is not None:
+            finished[chain.seed] = chunk.result
+
+    stopped = not workers.run_chains(chains, lambda c, e: events.append(e), on_chunk, **kwargs)
+    return events, finished, stopped
+
+
+def assert_same(result, straight):
+    for key in KEYS:
+        np.testing.assert_array_equal(getattr(result, key), getattr(straight, key))
+    assert all(torch.equal(result.best_state[k], straight.best_state[k]) for k in straight.best_state)
+
+
+def assert_each_event_once_in_order(events, seeds, episodes):
+    for seed in seeds:
+        mine = [e for e in events if e.seed == seed]
+        assert [e.episode for e in mine if isinstance(e, EpisodeEnd)] == list(range(1, episodes + 1))
+        assert [e.status for e in mine if isinstance(e, SeedEnd)] == ["complete"]
+
+
+@pytest.fixture
+def spawn_now(monkeypatch):
+    monkeypatch.setattr(workers, "SPAWN_AFTER", 0.0)
+
+
+def test_worker_processes_give_the_numbers_of_a_straight_run_even_when_one_is_killed(spawn_now):
+    config, spec = tiny(variant="per", episodes=8, checkpoint_every=4)
+    chains = [workers.Chain(s, config, spec, s, "cpu") for s in (3, 4)]
+    killed = []
+
+    def kill_once(chain, event):
+        if not killed and isinstance(event, EpisodeEnd) and event.episode == 6:
+            for child in multiprocessing.active_children():
+                if child.name == "dqnrun-worker":
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+
+    events, finished = [], {}
+
+    def on_event(chain, event):
+        events.append(event)
+        kill_once(chain, event)
+
+    def on_chunk(chain, chunk):
+        if chunk.result is not None:
+            finished[chain.seed] = chunk.result
+
+    assert workers.run_chains(chains, on_event, on_chunk, jobs=2, in_process=False)
+    assert killed and sum(c.losses for c in chains) >= 1
+    for seed in (3, 4):
+        assert_same(finished[seed], train_seed(config, seed, spec))
+    assert_each_event_once_in_order(events, (3, 4), 8)
+
+
+def test_an_error_in_a_worker_reaches_the_client_as_itself():
+    config, spec = tiny(episodes=2, window=1)
+    chain = workers.Chain(3, config, spec, 3, "cpu", checkpoint=b"garbage")
+    with pytest.raises(UserError, match="not a dqnrun checkpoint file"):
+        run([chain], jobs=1)
+
+
+@pytest.mark.parametrize("address, message", [
+    ("local:0", "expected local:N with N >= 1"),
+    ("local:x", "expected local:N with N >= 1"),
+])
+def test_bad_local_scheduler(address, message):
+    with pytest.raises(UserError, match=message):
+        workers.parse_local(address)
