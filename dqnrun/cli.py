@@ -188,33 +188,40 @@ def config_keys() -> None:
 # compare, plot, list
 
 RUNS_HELP = "Run directories, results.joblib files or globs (default: every run under --root)."
+BAND_HELP = "Band around each curve: minmax (the lecture's), ci (95% bootstrap CI of the mean), iqr, none."
+SIZE_HELP = "column (3.3 in wide, for one column of a paper) or page (6.8 in)."
+THRESHOLD_HELP = "Draw a horizontal line: env (the environment's reward threshold) or a score, e.g. 450."
 
 
-def load_runs(args: list[str], root: Path) -> list[Any]:
+def load_runs(args: list[str], root: Path) -> tuple[list[Any], list[str]]:
+    """The runs named by `args` (or every run under `root`), each once, and notes."""
     from dqnrun.results import load_run, resolve_runs
+    from dqnrun.stats import run_key
 
-    return [load_run(p) for p in resolve_runs(args, root)]
-
-
-def alignment(runs: list[Any]) -> tuple[int | None, list[str]]:
-    """The common length of `runs` and notes about what differs between them."""
-    from dqnrun.stats import run_length
-
-    notes = []
-    envs = sorted({r.env_id for r in runs if not r.is_lecture})
-    if len(envs) > 1:
-        notes.append(f"runs are on different environments ({', '.join(envs)}): their scores are not comparable")
-    lengths = {r.name: run_length(r) for r in runs}
-    length = None
-    if len(set(lengths.values())) > 1:
-        length = min(lengths.values())
-        detail = ", ".join(f"{k} {v}" for k, v in lengths.items())
-        notes.append(f"runs differ in length ({detail}): all compared over the first {length} episodes")
-    return length, notes
+    runs, notes, seen = [], [], set()
+    for path in resolve_runs(args, root):
+        run = load_run(path)
+        key = run_key(run)
+        if key in seen:
+            notes.append(f"{path} was given twice; shown once")
+            continue
+        seen.add(key)
+        runs.append(run)
+    return runs, notes
 
 
-def default_plot_path(root: Path, runs: list[Any]) -> Path:
-    stem = "-vs-".join(r.name for r in runs)[:80]
+def parse_threshold(text: Optional[str]) -> float | str | None:
+    if text is None or text == "env":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"--threshold {text!r}: expected env (the environment's reward threshold) "
+                        f"or a score, e.g. --threshold 450") from None
+
+
+def default_plot_path(root: Path, labels: list[str]) -> Path:
+    stem = "-vs-".join(label.replace("/", "_") for label in labels)[:80]
     path = root / f"{stem}.png"
     k = 2
     while path.exists():
@@ -223,42 +230,76 @@ def default_plot_path(root: Path, runs: list[Any]) -> Path:
     return path
 
 
-def draw(runs: list[Any], out: Path, x: str, title: Optional[str], length: Optional[int]) -> list[str]:
-    from dqnrun.plots import learning_curves, save_figure
-
-    if x not in ("episodes", "steps"):
-        raise UserError(f"--x {x!r}: expected episodes or steps")
-    fig, notes = learning_curves(runs, x=x, title=title, length=length)
-    save_figure(fig, out)
-    return notes
+def print_notes(notes: list[str], out: Any) -> None:
+    for note in notes:
+        out.print(f"[yellow]note: {note}[/yellow]")
 
 
 @app.command()
 @user_errors
 def plot(
     runs: List[str] = typer.Argument(None, metavar="RUN", help=RUNS_HELP),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Figure file: .png, .svg or .pdf (default: results/A-vs-B.png)."),
-    x: str = typer.Option("episodes", "--x", help="x axis: episodes or steps (mean env steps across seeds)."),
-    title: Optional[str] = typer.Option(None, help="Figure title (default: the run names)."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Figure file: .png, .svg or .pdf (default: a new <root>/<A>-vs-<B>.png)."),
+    x: str = typer.Option("episodes", "--x", help="x axis: episodes, or steps (every seed on one env-step grid)."),
+    band: str = typer.Option("minmax", help=BAND_HELP),
+    threshold: Optional[str] = typer.Option(None, metavar="env|SCORE", help=THRESHOLD_HELP),
+    size: str = typer.Option("page", help=SIZE_HELP),
+    title: Optional[str] = typer.Option(None, help="Figure title (default: the environment and the window)."),
     root: Path = typer.Option(Path("results"), help="Where runs are looked for when none is named."),
 ) -> None:
-    """Draw learning curves: per run the mean (thick), min and max (thin) of the smoothed scores.
+    """Draw learning curves: per run the mean of the smoothed scores and a band over the seeds,
+    one panel per environment.
 
     [b]Examples[/b]
 
       dqnrun plot results/dqn results/ddqn -o dqn-vs-ddqn.png
 
+      dqnrun plot results/dqn results/ddqn --size column --band ci --threshold env -o fig.pdf
+
       dqnrun plot 'results/*' --x steps -o all.svg
     """
     from dqnrun.console import console
+    from dqnrun.plots import learning_curves, save_figure
+    from dqnrun.stats import align, run_labels
 
-    loaded = load_runs(runs or [], root)
-    length, notes = alignment(loaded)
-    out = output or default_plot_path(root, loaded)
-    notes += draw(loaded, out, x, title, length)
-    for note in notes:
-        console.print(f"[yellow]note: {note}[/yellow]")
+    loaded, notes = load_runs(runs or [], root)
+    labels = run_labels(loaded)
+    lengths, cut_notes = align(loaded, labels)
+    out = output or default_plot_path(root, labels)
+    fig, draw_notes = learning_curves(loaded, x=x, title=title, band=band, threshold=parse_threshold(threshold),
+                                      size=size, labels=labels, lengths=lengths)
+    save_figure(fig, out)
+    print_notes(notes + cut_notes + draw_notes, console)
     console.print(f"wrote [bold]{out}[/bold]")
+
+
+def parse_norms(items: list[str]) -> dict[str, tuple[float, float]]:
+    norms = {}
+    for item in items:
+        env, sep, pair = item.partition("=")
+        low, sep2, high = pair.partition(":")
+        try:
+            if not (sep and sep2 and env):
+                raise ValueError
+            norms[env] = (float(low), float(high))
+        except ValueError:
+            raise UserError(f"--norm {item!r}: expected ENV=RANDOM:REFERENCE, e.g. --norm Acrobot-v1=-500:-100") from None
+        if norms[env][0] == norms[env][1]:
+            raise UserError(f"--norm {item!r}: the two scores must differ")
+    return norms
+
+
+def find_baseline(name: Optional[str], runs: list[Any], labels: list[str]) -> int:
+    if name is None:
+        return 0
+    from dqnrun.stats import run_key
+
+    target = Path(name)
+    for i, run in enumerate(runs):
+        if labels[i] == name or (target.exists() and run_key(run) in (target.resolve(), target.resolve().parent)):
+            return i
+    raise UserError(f"--baseline {name!r} is not one of the compared runs ({', '.join(labels)})")
 
 
 @app.command()
@@ -266,104 +307,77 @@ def plot(
 def compare(
     runs: List[str] = typer.Argument(None, metavar="RUN", help=RUNS_HELP),
     last: Optional[int] = typer.Option(None, help="Final score = mean of the last N raw scores (default: the run's window)."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, markdown or csv."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, markdown, csv or json (csv and json: numbers as numbers)."),
+    wide: bool = typer.Option(False, "--wide", help="Every column (variant, seeds, best, AUC, env steps, wall time)."),
+    baseline: Optional[str] = typer.Option(None, metavar="RUN", help="The run P(>) compares against (default: the first)."),
+    norm: List[str] = typer.Option(
+        [], metavar="ENV=RANDOM:REFERENCE",
+        help="Scores of 0 and 1 of an environment's normalised score (default: a random policy and the reward threshold)."),
     plot_file: Optional[Path] = typer.Option(None, "--plot", help="Also draw the learning curves to this file."),
+    profile: Optional[Path] = typer.Option(None, help="Across environments: draw the performance profile to this file."),
+    size: str = typer.Option("page", help="Figure size for --plot and --profile: " + SIZE_HELP),
     root: Path = typer.Option(Path("results"), help="Where runs are looked for when none is named."),
 ) -> None:
     """Compare saved runs: final score with a 95% bootstrap CI, IQM, episodes to the reward
-    threshold, area under the curve, and the probability of improvement over the first run.
+    threshold and the probability of improvement over a baseline run. Runs on several
+    environments also get an aggregate per variant over normalised scores (IQM, stratified
+    bootstrap CI) and, with --profile, a performance profile.
 
     [b]Examples[/b]
 
       dqnrun compare
 
-      dqnrun compare results/dqn results/ddqn --format markdown
+      dqnrun compare results/dqn results/ddqn --format markdown --wide
+
+      dqnrun compare results/dqn results/ddqn --baseline results/ddqn --format csv > table.csv
+
+      dqnrun compare results/ddqn acrobot/ddqn --profile profile.pdf
     """
-    import math
+    from dqnrun import tables
+    from dqnrun.console import console, err_console
+    from dqnrun.stats import compare_runs, run_labels
 
-    from dqnrun.console import console, err_console, fmt_seconds
-    from dqnrun.stats import probability_of_improvement, summarize
-
-    if fmt not in ("table", "markdown", "csv"):
-        raise UserError(f"--format {fmt!r}: expected table, markdown or csv")
+    if fmt not in tables.FORMATS:
+        raise UserError(f"--format {fmt!r}: expected {', '.join(tables.FORMATS)}")
     if last is not None and last < 1:
         raise UserError(f"--last must be >= 1, got {last}")
-    loaded = load_runs(runs or [], root)
-    length, notes = alignment(loaded)
-    thresholds = {r.reward_threshold for r in loaded if not r.is_lecture}
-    threshold = thresholds.pop() if len(thresholds) == 1 else None
-    summaries = [summarize(r, last, length, threshold) for r in loaded]
-
-    def num(v: float, digits: int = 1) -> str:
-        return "-" if v is None or not math.isfinite(v) else f"{v:,.{digits}f}"
-
-    envs = {s.env_id for s in summaries if not s.lecture}
-    one_env = len(envs) == 1
-    target = f"to {num(threshold, 0)}" if threshold is not None else "to threshold"
-    headers = ["run", "variant", *([] if one_env else ["env"]), "seeds", "episodes", "final [95% CI]", "IQM",
-               "best", target, "AUC", "env steps", "wall/seed"]
-    with_poi = len(summaries) > 1 and one_env  # across environments it means nothing
-    if with_poi:
-        headers.append(f"P(>{summaries[0].name})")
-    rows = []
-    for s in summaries:
-        reached = num(s.to_threshold, 0)
-        if s.never and s.never == s.n_seeds:
-            reached = "never"
-        elif s.never:
-            reached += f" ({s.never} never)"
-        final = num(s.final_mean)
-        if s.final_ci is not None and (s.n_seeds or 0) > 1:
-            final += f" [{num(s.final_ci[0])}, {num(s.final_ci[1])}]"
-        seeds = "-" if s.n_seeds is None else str(s.n_seeds)
-        if s.diverged:
-            seeds += f" ({s.diverged} diverged)"
-        row = [s.name, s.variant, *([] if one_env else [s.env_id]), seeds, str(s.episodes), final,
-               num(s.iqm), num(s.best), reached, num(s.auc), num(s.env_steps, 0),
-               "-" if not math.isfinite(s.wall_time) else fmt_seconds(s.wall_time)]
-        if with_poi:
-            first = summaries[0]
-            if s is first or s.final_per_seed is None or first.final_per_seed is None:
-                row.append("-")
-            else:
-                row.append(f"{probability_of_improvement(s.final_per_seed, first.final_per_seed):.2f}")
-        rows.append(row)
-    if any(s.lecture for s in summaries):
+    norms = parse_norms(norm)
+    loaded, notes = load_runs(runs or [], root)
+    labels = run_labels(loaded)
+    comparison = compare_runs(loaded, last, find_baseline(baseline, loaded, labels), norms)
+    notes += comparison.notes
+    if profile is not None and not comparison.aggregates:
+        raise UserError("--profile needs runs on at least two environments with a normalisation")
+    if any(s.lecture for s in comparison.rows):
         notes.append("lecture result files hold only smoothed max/min/mean curves: their final score and AUC "
                      "come from the mean curve, and seeds, IQM, CI, steps and time are unknown")
     if fmt == "csv":
-        import csv
-        import sys
-
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(headers)
-        writer.writerows(rows)
+        typer.echo(tables.to_csv(comparison), nl=False)
+    elif fmt == "json":
+        typer.echo(tables.to_json(comparison), nl=False)
     elif fmt == "markdown":
-        typer.echo("| " + " | ".join(headers) + " |")
-        typer.echo("|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|")
-        for row in rows:
-            typer.echo("| " + " | ".join(row) + " |")
+        typer.echo(tables.to_markdown(comparison, wide), nl=False)
     else:
-        from rich import box
-        from rich.table import Table
-
-        n_last = f"last {last}" if last else "last window of"
-        where = f" on {envs.pop()}" if one_env else ""
-        poi = "; P(>A) = probability of improvement over A" if with_poi else ""
-        table = Table(title=f"runs{where}; final = mean of the {n_last} scores per seed{poi}",
-                      title_justify="left", box=box.SIMPLE_HEAD)
-        for i, h in enumerate(headers):
-            table.add_column(h, justify="left" if i < 2 else "right", no_wrap=i == 0)
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
-    if plot_file is not None:
-        notes += draw(loaded, plot_file, "episodes", None, length)
+        for table in tables.rich_tables(comparison, last, wide):
+            tables.print_table(console, table, wide)
     out = console if fmt == "table" else err_console
-    for note in notes:
-        out.print(f"[yellow]note: {note}[/yellow]")
+    written = []
     if plot_file is not None:
-        out.print(f"wrote [bold]{plot_file}[/bold]")
+        from dqnrun.plots import learning_curves, save_figure
+        from dqnrun.stats import align
+
+        lengths, _ = align(loaded, labels)
+        fig, draw_notes = learning_curves(loaded, size=size, labels=labels, lengths=lengths)
+        notes += draw_notes
+        written.append(save_figure(fig, plot_file))
+    if profile is not None:
+        from dqnrun.plots import performance_profile, save_figure
+
+        fig = performance_profile({a.variant: a.per_env for a in comparison.aggregates}, size=size)
+        written.append(save_figure(fig, profile))
+    print_notes(notes, out)
+    for path in written:
+        out.print(f"wrote [bold]{path}[/bold]")
 
 
 @app.command("list")

@@ -1,8 +1,15 @@
-"""The lecture's learning-curve figure for any number of runs (matplotlib; no torch import)."""
+"""Figures for papers: learning curves and performance profiles (matplotlib; no torch import).
+
+The default is the lecture's figure: per run a thick mean line, thin min and max lines and a
+translucent band between them. Colours are Okabe and Ito's colour-blind-safe palette, each run
+also gets its own line style, and sizes are set for a printed page or a single column.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import matplotlib
 
@@ -11,54 +18,241 @@ matplotlib.use("Agg")  # files only; works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from dqnrun.errors import UserError  # noqa: E402
 from dqnrun.results import Run  # noqa: E402
-from dqnrun.stats import curves, run_window  # noqa: E402
+from dqnrun.stats import (  # noqa: E402
+    curves,
+    per_seed_points,
+    per_seed_smoothed,
+    profile_band,
+    environments,
+    run_labels,
+    run_window,
+    score_distribution,
+)
 
 FORMATS = ("png", "svg", "pdf")
+BANDS = ("minmax", "ci", "iqr", "none")
+BAND_LABELS = {
+    "minmax": "mean, min-max over seeds",
+    "ci": "mean, 95% bootstrap CI",
+    "iqr": "median, interquartile range",
+}
+# Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
+# deficiency. Yellow comes last: it is faint on white.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
+LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)), (0, (3, 1, 1, 1)))
+# Width x height per panel in inches and the font size: "column" for one column of a two-column
+# paper (3.3 in), "page" for the full text width (6.8 in).
+SIZES = {"column": ((3.3, 2.3), 8.0), "page": ((6.8, 3.4), 10.0)}
+GRID_POINTS = 200  # points of the common env-step grid of --x steps
 
 
-def x_values(run: Run, n: int, x: str) -> np.ndarray | None:
-    """x coordinates of a run's n smoothed points: the episode (or mean env step) ending each window."""
-    window = run_window(run)
-    if x == "episodes":
-        return np.arange(n) + window
+def style(i: int) -> dict:
+    """Colour and line style of the i-th run: 8 colours x 8 styles, paired so neighbours differ in both."""
+    return {"color": PALETTE[i % len(PALETTE)], "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+
+
+@dataclass
+class Curve:
+    """What is drawn for one run: x, a centre line and an optional band."""
+
+    x: np.ndarray
+    centre: np.ndarray
+    low: np.ndarray | None
+    high: np.ndarray | None
+    n_seeds: int | None
+
+
+def band_of(per_seed: np.ndarray, band: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(centre, low, high) across seeds (rows), point by point."""
+    if band == "iqr":
+        q25, median, q75 = np.percentile(per_seed, [25, 50, 75], axis=0)
+        return median, q25, q75
+    mean = per_seed.mean(axis=0)
+    if band == "minmax":
+        return mean, per_seed.min(axis=0), per_seed.max(axis=0)
+    if band == "ci":
+        # Percentile bootstrap of the mean over seeds at every point (2,000 resamples of the seeds).
+        rng = np.random.default_rng(0)
+        n = len(per_seed)
+        idx = rng.integers(0, n, (2_000, n))
+        means = per_seed[idx].mean(axis=1)  # (reps, points)
+        low, high = np.percentile(means, [2.5, 97.5], axis=0)
+        return mean, low, high
+    return mean, None, None
+
+
+def run_curve(run: Run, x: str, band: str, length: int | None) -> tuple[Curve | None, str | None]:
+    """The curve of one run, or None and the reason it cannot be drawn."""
     if run.is_lecture:
-        return None
-    steps = run.steps[:, window - 1 : window - 1 + n]
-    return np.nanmean(steps, axis=0)
+        if x == "steps":
+            return None, "a lecture result file has no env steps; left out of the --x steps figure"
+        hi, lo, mean = curves(run, length)
+        if len(mean) == 0:
+            return None, f"a lecture file's curves start at episode {run_window(run)}; nothing to draw"
+        xs = np.arange(len(mean)) + run_window(run)
+        if band not in ("minmax", "none"):
+            return Curve(xs, mean, None, None, None), "a lecture result file holds only min/max/mean: drawn without a band"
+        return Curve(xs, mean, lo if band == "minmax" else None, hi if band == "minmax" else None, None), None
+    window = run_window(run, length)
+    if x == "episodes":
+        per_seed = per_seed_smoothed(run, length, pooled_only=True)
+        if per_seed.shape[1] == 0:
+            return None, f"{length or run.scores.shape[1]} episodes, shorter than its window {window}; nothing to draw"
+        xs = np.arange(per_seed.shape[1]) + window
+    else:
+        steps, smoothed = per_seed_points(run, length)
+        if smoothed.shape[1] == 0:
+            return None, "shorter than its window; nothing to draw"
+        # One env-step grid for every seed: each seed's curve is interpolated onto it, over the
+        # steps every seed covers, then aggregated point by point.
+        start, stop = np.max(steps[:, 0]), np.min(steps[:, -1])
+        if start >= stop:
+            return None, "its seeds cover no common env-step range; nothing to draw"
+        xs = np.linspace(start, stop, GRID_POINTS)
+        per_seed = np.stack([np.interp(xs, s, y) for s, y in zip(steps, smoothed)])
+    centre, low, high = band_of(per_seed, band)
+    return Curve(xs, centre, low, high, len(per_seed)), None
 
 
-def learning_curves(runs: list[Run], x: str = "episodes", title: str | None = None,
-                    length: int | None = None) -> tuple[Figure, list[str]]:
-    """Per run: a thick mean line, thin min and max lines, a translucent band between them.
+def panel_title(env: str, windows: set[int]) -> str:
+    if not windows:
+        return env
+    if len(windows) == 1:
+        return f"{env}, smoothed over {windows.pop()} episodes"
+    return f"{env}, smoothed over {min(windows)}-{max(windows)} episodes"
 
+
+def new_figure(n_panels: int, size: str) -> tuple[Figure, list]:
+    (width, height), font = SIZES[size]
+    # A column stacks the panels; a page puts up to three side by side.
+    ncols = 1 if size == "column" else min(n_panels, 3)
+    nrows = -(-n_panels // ncols)
+    fig_height = height * nrows if ncols == 1 else height * nrows * (0.9 if nrows > 1 else 1)
+    with plt.rc_context(rc_params(font)):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width, fig_height), layout="constrained", squeeze=False)
+    axes = list(axes.flat)
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:n_panels]
+
+
+def rc_params(font: float) -> dict:
+    return {
+        "font.size": font, "axes.titlesize": font, "axes.labelsize": font, "legend.fontsize": font - 1,
+        "xtick.labelsize": font - 1, "ytick.labelsize": font - 1, "lines.linewidth": 1.4,
+        "axes.spines.top": False, "axes.spines.right": False,
+    }
+
+
+def learning_curves(runs: Sequence[Run], x: str = "episodes", title: str | None = None,
+                    length: int | None = None, band: str = "minmax", threshold: float | str | None = None,
+                    size: str = "page", labels: Sequence[str] | None = None,
+                    lengths: Sequence[int | None] | None = None) -> tuple[Figure, list[str]]:
+    """Learning curves, one panel per environment.
+
+    `band`: minmax (the lecture's thin min and max lines and the band between them), ci (95%
+    bootstrap CI of the mean), iqr (median and interquartile range) or none. `threshold`: "env"
+    draws each environment's reward threshold, a number draws that score. `lengths`: per run, the
+    episodes to draw (runs compared over a common length); `length` applies one to all.
     Returns the figure and notes about runs that could not be drawn as asked.
     """
-    fig, ax = plt.subplots(figsize=(12, 6), layout="constrained")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if band not in BANDS:
+        raise UserError(f"--band {band!r}: expected one of {', '.join(BANDS)}")
+    if size not in SIZES:
+        raise UserError(f"--size {size!r}: expected one of {', '.join(SIZES)}")
+    if x not in ("episodes", "steps"):
+        raise UserError(f"--x {x!r}: expected episodes or steps")
+    labels = list(labels) if labels is not None else run_labels(runs)
+    lengths = list(lengths) if lengths is not None else [length] * len(runs)
+    panel_of = environments(runs)
+    panels = list(dict.fromkeys(panel_of))
+    fig, axes = new_figure(len(panels), size)
+    font = SIZES[size][1]
     notes = []
-    drawn = 0
-    for i, run in enumerate(runs):
-        hi, lo, mean = curves(run, length)
-        xs = x_values(run, len(mean), x)
-        if xs is None:
-            notes.append(f"{run.name}: a lecture result file has no env steps; left out of the --x steps figure")
-            continue
-        color = colors[drawn % len(colors)]
-        drawn += 1
-        ax.plot(xs, mean, color=color, linewidth=2, label=run.name)
-        ax.plot(xs, hi, color=color, linewidth=0.8)
-        ax.plot(xs, lo, color=color, linewidth=0.8)
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.25, linewidth=0)
-    ax.set_title(title or " vs ".join(r.name for r in runs))
-    ax.set_xlabel("Episodes" if x == "episodes" else "Env steps")
-    ax.set_ylabel("Score")
-    ax.grid(alpha=0.3)
-    if drawn:
-        ax.legend()
+    handles: dict[str, object] = {}
+    with plt.rc_context(rc_params(font)):
+        for ax, env in zip(axes, panels):
+            windows = set()
+            for i, run in enumerate(runs):
+                if panel_of[i] != env:
+                    continue
+                curve, why = run_curve(run, x, band, lengths[i])
+                if why:
+                    notes.append(f"{labels[i]}: {why}")
+                if curve is None:
+                    continue
+                windows.add(run_window(run, lengths[i]))
+                st = style(i)
+                (line,) = ax.plot(curve.x, curve.centre, linewidth=1.6 if size == "column" else 2.0, label=labels[i], **st)
+                handles.setdefault(labels[i], line)
+                if curve.low is not None:
+                    ax.fill_between(curve.x, curve.low, curve.high, color=st["color"], alpha=0.2, linewidth=0)
+                    if band == "minmax":  # the lecture's thin max and min lines
+                        ax.plot(curve.x, curve.high, color=st["color"], linewidth=0.6)
+                        ax.plot(curve.x, curve.low, color=st["color"], linewidth=0.6)
+            draw_threshold(ax, runs, panel_of, env, threshold, handles)
+            ax.set_title(panel_title(env, windows) if title is None or len(panels) > 1 else title)
+            ax.set_xlabel("Episodes" if x == "episodes" else "Env steps")
+            ax.set_ylabel("Evaluation score")
+            ax.grid(alpha=0.3, linewidth=0.5)
+            ax.margins(x=0)
+        if title is not None and len(panels) > 1:
+            fig.suptitle(title)
+        if band != "none" and handles:
+            handles[BAND_LABELS[band]] = Patch(facecolor="0.5", alpha=0.35, linewidth=0)
+        if handles:
+            ncols = 2 if size == "column" else min(len(handles), 4)
+            fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=ncols,
+                       frameon=False, handlelength=2.6)
     return fig, notes
+
+
+def draw_threshold(ax, runs: Sequence[Run], panel_of: list[str], env: str, threshold: float | str | None,
+                   handles: dict) -> None:
+    if threshold is None:
+        return
+    if threshold == "env":
+        values = {r.reward_threshold for r, e in zip(runs, panel_of) if e == env and not r.is_lecture}
+        values.discard(None)
+        if len(values) != 1:
+            return
+        value, label = float(values.pop()), "reward threshold"
+    else:
+        value, label = float(threshold), f"score {float(threshold):g}"
+    line = ax.axhline(value, color="0.35", linewidth=0.9, linestyle=(0, (4, 2)), zorder=0)
+    handles.setdefault(label, line)
+
+
+def performance_profile(per_variant: dict[str, Sequence[np.ndarray]], size: str = "page",
+                        title: str | None = None) -> Figure:
+    """rliable's performance profile (Agarwal et al. 2021, Sec. 4.2): for each normalised score
+    tau, the fraction of runs scoring above it, averaged over environments, with a pointwise
+    stratified bootstrap 95% band."""
+    if size not in SIZES:
+        raise UserError(f"--size {size!r}: expected one of {', '.join(SIZES)}")
+    everything = np.concatenate([np.concatenate(list(v)) for v in per_variant.values()])
+    top = max(1.1, float(np.max(everything)) * 1.05)
+    taus = np.linspace(min(0.0, float(np.min(everything))), top, 301)
+    fig, (ax,) = new_figure(1, size)
+    with plt.rc_context(rc_params(SIZES[size][1])):
+        for i, (variant, per_env) in enumerate(per_variant.items()):
+            st = style(i)
+            ax.plot(taus, score_distribution(per_env, taus), label=variant, linewidth=1.6, **st)
+            low, high = profile_band(per_env, taus)
+            ax.fill_between(taus, low, high, color=st["color"], alpha=0.2, linewidth=0)
+        ax.axvline(1.0, color="0.35", linewidth=0.9, linestyle=(0, (4, 2)), zorder=0)
+        ax.set_xlabel("Normalised score $\\tau$ (0 = random policy, 1 = reward threshold)")
+        ax.set_ylabel("Fraction of runs with score > $\\tau$")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3, linewidth=0.5)
+        ax.set_title(title or "Performance profile, 95% stratified bootstrap band")
+        fig.legend(loc="outside lower center", ncols=2 if size == "column" else min(len(per_variant), 4),
+                   frameon=False, handlelength=2.6)
+    return fig
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
@@ -69,6 +263,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise UserError(f"cannot write {path}: use a .png, .svg or .pdf file name")
-    write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120))
+    write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=300 if fmt == "png" else None))
     plt.close(fig)
     return path
+
+

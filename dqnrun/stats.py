@@ -1,21 +1,42 @@
-"""Comparison statistics over seeds: final scores, bootstrap CIs, IQM, probability of improvement.
+"""Comparison statistics over seeds and environments: final scores, bootstrap CIs, IQM,
+probability of improvement, normalised scores and performance profiles.
 
-The estimators are scipy's: `scipy.stats.bootstrap` for confidence intervals, `trim_mean` for
-the interquartile mean and the Mann-Whitney U statistic for the probability of improvement,
-the definitions used by rliable (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical
-Precipice").
+The definitions are rliable's (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical
+Precipice"): the interquartile mean (scipy's `trim_mean`, 25% cut each side), percentile
+bootstrap CIs (`scipy.stats.bootstrap` within one run; a stratified bootstrap across
+environments, Sec. 4 and App. A.1), the probability of improvement (the Mann-Whitney U statistic,
+Sec. 4.3) and performance profiles (the score distribution's tail, Sec. 4.2). rliable itself is
+not used: it requires arch (with statsmodels and pandas), seaborn and absl-py, a heavy footprint
+for a few lines of numpy over scipy, which dqnrun already needs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scipy import stats as sps
 
 from dqnrun.results import LECTURE_WINDOW, Run
 from dqnrun.smoothing import smooth
+
+BOOTSTRAP_REPS = 10_000
+
+# The 0 of the normalised score: the mean return of a uniformly random policy, measured with
+# `python benchmarks/random_scores.py` (100 episodes, seeds 0..99; standard error in brackets).
+# The 1 is the environment's reward threshold from its Gymnasium spec, or `--norm ENV=LOW:HIGH`.
+RANDOM_SCORES = {
+    "CartPole-v1": 25.0,  # (1.5)
+    "CartPole-v0": 25.0,  # the same dynamics, 200-step limit; random episodes end long before
+    "Acrobot-v1": -500.0,  # (0.0): a random policy never swings up within 500 steps
+    "MountainCar-v0": -200.0,  # (0.0)
+    "LunarLander-v3": -191.0,  # (10.7)
+}
+
 
 def final_scores(scores: np.ndarray, last: int) -> np.ndarray:
     """Per seed, the mean of its last `last` raw scores (NaN padding ignored)."""
@@ -62,32 +83,46 @@ def episodes_to_threshold(smoothed: np.ndarray, threshold: float, window: int) -
     return float(hits[0] + window) if len(hits) else math.nan
 
 
+
 @dataclass
 class Summary:
-    """One row of `dqnrun compare`."""
+    """One row of `dqnrun compare`: one run's statistics over its first `episodes` episodes."""
 
-    name: str
-    variant: str
+    name: str  # the run's label: the shortest path suffix that tells it from the others
+    variant: str  # the agent's switches, e.g. "ddqn+per"
     env_id: str
     n_seeds: int | None
-    episodes: int
+    episodes: int  # episodes compared
     final_mean: float
     final_ci: tuple[float, float] | None
     final_per_seed: np.ndarray | None
     iqm: float
     best: float
     threshold: float | None
-    to_threshold: float  # median over seeds
+    to_threshold: float  # median over the seeds that reached it
     never: int | None  # seeds that never reached it
     auc: float
     env_steps: float
     wall_time: float
     lecture: bool
     diverged: int = 0  # seeds stopped by a non-finite loss or Q-value
+    path: str = ""
+    run_episodes: int = 0  # episodes in the run (more than `episodes` when cut to a shorter run)
+    window: int = LECTURE_WINDOW  # the smoothing window used
+    p_improvement: float = math.nan  # P(this run > the baseline), same environment only
+    normalised: float = math.nan  # mean over seeds of the normalised final score
+
+    @property
+    def reached(self) -> int | None:
+        return None if self.never is None or self.n_seeds is None else self.n_seeds - self.never
 
 
-def run_window(run: Run) -> int:
-    return run.window
+def run_window(run: Run, length: int | None = None) -> int:
+    """The run's smoothing window, shrunk to `length` episodes when it is compared over fewer."""
+    window = run.window
+    if length is not None and not run.is_lecture:
+        window = max(1, min(window, length))
+    return window
 
 
 def curves(run: Run, length: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,23 +134,39 @@ def curves(run: Run, length: int | None = None) -> tuple[np.ndarray, np.ndarray,
     return smoothed.max(axis=0), smoothed.min(axis=0), smoothed.mean(axis=0)
 
 
+def pooled_rows(run: Run) -> list[int]:
+    """Indices of the seeds the run's own max/min/mean curves pool (those that did not diverge)."""
+    keep = set(run.aggregated_seeds or run.seeds)
+    return [i for i, seed in enumerate(run.seeds) if seed in keep]
+
+
 def per_seed_smoothed(run: Run, length: int | None = None, pooled_only: bool = False) -> np.ndarray:
     """Smoothed curves per seed over the first `length` episodes, cut to the shortest.
 
     `pooled_only`: only the seeds the run's own max/min/mean curves pool (those that did not
-    diverge), as `experiment.assemble` does.
+    diverge), as `experiment.assemble` does. The window shrinks to `length` if that is shorter.
     """
-    window = run_window(run)
+    window = run_window(run, length)
     scores = run.scores
     if pooled_only:
-        keep = set(run.aggregated_seeds)
-        scores = [row for seed, row in zip(run.seeds, scores) if seed in keep]
+        scores = scores[pooled_rows(run)]
     rows = []
     for row in scores:
         row = row[~np.isnan(row)]
         rows.append(smooth(row[:length], window))
     n = min(len(r) for r in rows)
     return np.stack([r[:n] for r in rows])
+
+
+def per_seed_points(run: Run, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(env steps, smoothed score) per pooled seed: each smoothed point sits at the env step of the
+    episode that ends its window. Rows are NaN-padded where a seed is shorter."""
+    window = run_window(run, length)
+    rows = pooled_rows(run)
+    smoothed = per_seed_smoothed(run, length, pooled_only=True)
+    n = smoothed.shape[1]
+    steps = run.steps[rows][:, window - 1 : window - 1 + n]
+    return steps, smoothed
 
 
 def run_length(run: Run) -> int:
@@ -125,21 +176,113 @@ def run_length(run: Run) -> int:
     return int(np.min(run.episodes))
 
 
-def summarize(run: Run, last: int | None, length: int | None = None, threshold: float | None = None) -> Summary:
+def run_env(run: Run) -> str:
+    return "?" if run.is_lecture else run.env_id
+
+
+def environments(runs: Sequence[Run]) -> list[str]:
+    """Each run's environment; a lecture file (which names none) joins the only one, else "?"."""
+    known = list(dict.fromkeys(run_env(r) for r in runs if not r.is_lecture))
+    return [run_env(r) if not r.is_lecture else (known[0] if len(known) == 1 else "?") for r in runs]
+
+
+def align(runs: Sequence[Run], labels: Sequence[str]) -> tuple[list[int | None], list[str]]:
+    """Per run, the episodes it is compared over (None: all of them) and notes saying what was cut.
+
+    Runs on one environment are cut to the shortest of them; environments are not cut to each other.
+    """
+    env_of = environments(runs)
+    multi = len(set(env_of) - {"?"}) > 1
+    lengths = [run_length(r) for r in runs]
+    cut: list[int | None] = [None] * len(runs)
+    notes = []
+    for env in dict.fromkeys(env_of):
+        members = [i for i, e in enumerate(env_of) if e == env]
+        if len({lengths[i] for i in members}) < 2:
+            continue
+        shortest = min(lengths[i] for i in members)
+        detail = ", ".join(f"{labels[i]} {lengths[i]}" for i in members)
+        where = f" on {env}" if multi else ""
+        notes.append(f"runs{where} differ in length ({detail}): all compared over the first {shortest} episodes")
+        for i in members:
+            cut[i] = shortest
+    return cut, notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels
+
+
+def variant_label(run: Run) -> str:
+    """The agent's switches, e.g. "ddqn+per" or "ddqn+dueling+polyak", read from the run's config.
+
+    Data-driven: "ddqn" or "dqn" for the double switch, then every other boolean agent switch that
+    is on (prioritized is called "per"), "<n>-step" for n_step > 1 and "polyak" for tau < 1.
+    A run without a config (the lecture's files) shows its preset name, or "?".
+    """
+    agent = getattr(run.config, "agent", None)
+    if dataclasses.is_dataclass(agent):
+        agent = dataclasses.asdict(agent)
+    if not isinstance(agent, Mapping):
+        return run.variant
+    parts = ["ddqn" if agent.get("double") else "dqn"]
+    for key, value in agent.items():
+        if key != "double" and value is True:
+            parts.append({"prioritized": "per"}.get(key, key))
+    n_step = agent.get("n_step")
+    if isinstance(n_step, int) and not isinstance(n_step, bool) and n_step > 1:
+        parts.append(f"{n_step}-step")
+    tau = agent.get("tau")
+    if isinstance(tau, (int, float)) and not isinstance(tau, bool) and tau < 1:
+        parts.append("polyak")
+    return "+".join(parts)
+
+
+def run_key(run: Run) -> Path:
+    """What identifies a run: its directory (or, for a lecture file, the file without suffix)."""
+    path = run.path.resolve()
+    return path.with_suffix("") if run.is_lecture else path.parent
+
+
+def run_labels(runs: Sequence[Run]) -> list[str]:
+    """For each run, the shortest suffix of its path that no other run shares.
+
+    `results/ddqn` and `other/ddqn` become "results/ddqn" and "other/ddqn"; unique names stay as
+    they are ("ddqn").
+    """
+    parts = [run_key(r).parts for r in runs]
+    labels = []
+    for i, own in enumerate(parts):
+        k = 1
+        while k < len(own) and any(j != i and p[-k:] == own[-k:] for j, p in enumerate(parts)):
+            k += 1
+        labels.append("/".join(own[-k:]))
+    return labels
+
+
+# ---------------------------------------------------------------------------------------------
+# One run
+
+
+def summarize(run: Run, last: int | None, length: int | None = None, threshold: float | None = None,
+              label: str | None = None) -> Summary:
     """Compare-table statistics of one run over its first `length` episodes."""
-    window = run_window(run)
+    window = run_window(run, length)
     last = last or window
+    name = label or run.name
+    total = run_length(run)
     if run.is_lecture:
         _, _, mean = curves(run, length)
         tail = mean[-max(1, last - window + 1):]
         return Summary(
-            name=run.name, variant="?", env_id="?", n_seeds=None, episodes=len(mean) + window - 1,
+            name=name, variant="?", env_id="?", n_seeds=None, episodes=len(mean) + window - 1 if len(mean) else 0,
             final_mean=float(tail.mean()) if len(tail) else math.nan, final_ci=None, final_per_seed=None,
             iqm=math.nan, best=float(run.max_score[: len(mean)].max()) if len(mean) else math.nan,
             threshold=threshold,
             to_threshold=episodes_to_threshold(mean, threshold, window) if threshold is not None else math.nan,
             never=None, auc=float(mean.mean()) if len(mean) else math.nan,
-            env_steps=math.nan, wall_time=math.nan, lecture=True,
+            env_steps=math.nan, wall_time=math.nan, lecture=True, path=str(run.path), run_episodes=total,
+            window=window,
         )
     scores = run.scores[:, :length] if length else run.scores
     finals = final_scores(scores, last)
@@ -152,14 +295,181 @@ def summarize(run: Run, last: int | None, length: int | None = None, threshold: 
     steps = run.steps
     n = int(scores.shape[1])
     end_steps = [row[~np.isnan(row)][: n][-1] for row in steps]
+    hit = reached[~np.isnan(reached)]
     return Summary(
-        name=run.name, variant=run.variant, env_id=run.env_id,
+        name=name, variant=variant_label(run), env_id=run_env(run),
         n_seeds=len(finals), episodes=n,
         final_mean=float(finals.mean()), final_ci=bootstrap_ci(finals), final_per_seed=finals,
         iqm=iqm(finals), best=float(np.nanmax(scores)), threshold=threshold,
-        to_threshold=float(np.median(reached[~np.isnan(reached)])) if (~np.isnan(reached)).any() else math.nan,
+        to_threshold=float(np.median(hit)) if len(hit) else math.nan,
         never=int(np.isnan(reached).sum()) if threshold is not None else None,
-        auc=float(smoothed.mean(axis=0).mean()),
+        auc=float(smoothed.mean()) if smoothed.size else math.nan,
         env_steps=float(np.mean(end_steps)), wall_time=float(np.mean(run.wall_time)), lecture=False,
         diverged=sum(status == "diverged" for status in run.status),
+        path=str(run.run_dir), run_episodes=total, window=window,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Across environments
+
+
+def normalise(scores: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map `low` (a random policy) to 0 and `high` (the reference, e.g. the reward threshold) to 1."""
+    return (np.asarray(scores, dtype=float) - low) / (high - low)
+
+
+def stratified_bootstrap(per_env: Sequence[np.ndarray], statistic, reps: int = BOOTSTRAP_REPS,
+                         seed: int = 0) -> np.ndarray:
+    """`statistic(pooled, axis=1)` on `reps` stratified resamples: the seeds of each environment
+    are resampled with replacement within that environment, then pooled (rliable, App. A.1)."""
+    rng = np.random.default_rng(seed)
+    draws = [np.asarray(s, float)[rng.integers(0, len(s), (reps, len(s)))] for s in per_env]
+    return statistic(np.concatenate(draws, axis=1), axis=1)
+
+
+def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    alpha = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [alpha, 100 - alpha])
+    return float(low), float(high)
+
+
+def aggregate_iqm(per_env: Sequence[np.ndarray], confidence: float = 0.95) -> tuple[float, float, float]:
+    """IQM of the pooled normalised scores and its stratified bootstrap percentile CI."""
+    pooled = np.concatenate([np.asarray(s, float) for s in per_env])
+    boot = stratified_bootstrap(per_env, lambda x, axis: sps.trim_mean(x, 0.25, axis=axis))
+    return (iqm(pooled), *percentile_interval(boot, confidence))
+
+
+def score_distribution(per_env: Sequence[np.ndarray], taus: np.ndarray) -> np.ndarray:
+    """Performance profile: for each tau, the fraction of runs whose score exceeds it, averaged
+    over environments so each counts once however many seeds it has (rliable, Sec. 4.2)."""
+    taus = np.asarray(taus, float)
+    return np.mean([(np.asarray(s, float)[:, None] > taus).mean(axis=0) for s in per_env], axis=0)
+
+
+def profile_band(per_env: Sequence[np.ndarray], taus: np.ndarray, reps: int = 2_000,
+                 confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise stratified bootstrap percentile band of `score_distribution`."""
+    rng = np.random.default_rng(0)
+    taus = np.asarray(taus, float)
+    fractions = []
+    for s in per_env:
+        s = np.asarray(s, float)
+        draws = s[rng.integers(0, len(s), (reps, len(s)))]  # (reps, seeds)
+        fractions.append((draws[:, :, None] > taus).mean(axis=1))  # (reps, taus)
+    boot = np.mean(fractions, axis=0)
+    alpha = 100 * (1 - confidence) / 2
+    low, high = np.percentile(boot, [alpha, 100 - alpha], axis=0)
+    return low, high
+
+
+@dataclass
+class Aggregate:
+    """One variant across environments, on normalised final scores."""
+
+    variant: str
+    envs: list[str]
+    n_runs: int  # (environment, seed) pairs
+    iqm: float
+    iqm_ci: tuple[float, float]
+    mean: float
+    per_env: list[np.ndarray] = field(repr=False, default_factory=list)
+
+
+@dataclass
+class Comparison:
+    """Everything `dqnrun compare` shows: rows, the baseline, the aggregate and notes."""
+
+    rows: list[Summary]
+    baseline: int | None  # index of the run P(>) compares against
+    aggregates: list[Aggregate]
+    normalisation: dict[str, tuple[float, float, str]]  # env -> (score of 0, score of 1, source)
+    notes: list[str]
+
+    @property
+    def envs(self) -> list[str]:
+        return sorted({r.env_id for r in self.rows if not r.lecture})
+
+
+def compare_runs(runs: Sequence[Run], last: int | None = None, baseline: int = 0,
+                 norms: Mapping[str, tuple[float, float]] | None = None) -> Comparison:
+    """Summaries of `runs`, aligned to a common length within each environment, the probability
+    of improvement over `runs[baseline]` on its environment, and, when the runs cover several
+    environments, an aggregate per variant over normalised scores."""
+    labels = run_labels(runs)
+    env_of = environments(runs)
+    cut, notes = align(runs, labels)
+    known = sorted(set(env_of) - {"?"})
+    if len(known) > 1 and any(r.is_lecture for r in runs):
+        notes.append("lecture result files name no environment: left out of the aggregate")
+    thresholds = {e: {r.reward_threshold for r, e2 in zip(runs, env_of) if e2 == e and not r.is_lecture}
+                  for e in set(env_of)}
+    rows = []
+    for i, run in enumerate(runs):
+        ts = thresholds[env_of[i]] - {None}
+        threshold = ts.pop() if len(ts) == 1 else None
+        length = cut[i]
+        if length is not None and length < run_window(run) and not run.is_lecture:
+            notes.append(f"{labels[i]}: its window {run_window(run)} is longer than the {length} episodes "
+                         f"compared; smoothed over {length}")
+        row = summarize(run, last, length, threshold, label=labels[i])
+        if run.is_lecture and row.episodes == 0:
+            notes.append(f"{labels[i]}: a lecture file's curves start at episode {LECTURE_WINDOW}, after the "
+                         f"{length} episodes compared; nothing to show")
+        if run.is_lecture:
+            row.env_id = env_of[i] if len(known) == 1 else "?"
+        rows.append(row)
+    base = rows[baseline] if rows else None
+    if base is not None and base.final_per_seed is not None:
+        for row in rows:
+            if row is not base and row.final_per_seed is not None and row.env_id == base.env_id:
+                row.p_improvement = probability_of_improvement(row.final_per_seed, base.final_per_seed)
+    elif len(rows) > 1:
+        notes.append(f"the baseline {base.name} has no per-seed scores: no probability of improvement")
+    normalisation: dict[str, tuple[float, float, str]] = {}
+    aggregates: list[Aggregate] = []
+    if len(known) > 1:
+        normalisation, aggregates = aggregate_over_envs(rows, runs, norms or {}, notes)
+    return Comparison(rows, baseline if base is not None and base.final_per_seed is not None else None,
+                      aggregates, normalisation, notes)
+
+
+def aggregate_over_envs(rows: list[Summary], runs: Sequence[Run], norms: Mapping[str, tuple[float, float]],
+                        notes: list[str]) -> tuple[dict[str, tuple[float, float, str]], list[Aggregate]]:
+    normalisation: dict[str, tuple[float, float, str]] = {}
+    for env in sorted({r.env_id for r in rows if not r.lecture}):
+        if env in norms:
+            normalisation[env] = (*norms[env], "--norm")
+            continue
+        threshold = next((r.threshold for r in rows if r.env_id == env and r.threshold is not None), None)
+        if env not in RANDOM_SCORES or threshold is None:
+            missing = "a random-policy score" if env not in RANDOM_SCORES else "a reward threshold"
+            notes.append(f"{env} has no {missing}: left out of the aggregate; give --norm {env}=RANDOM:REFERENCE")
+            continue
+        normalisation[env] = (RANDOM_SCORES[env], float(threshold), "random policy; reward threshold")
+    for env, (low, high, _) in list(normalisation.items()):
+        if high == low:
+            notes.append(f"{env}: the normalisation's two scores are equal ({low:g}); left out of the aggregate")
+            del normalisation[env]
+    groups: dict[str, dict[str, list[np.ndarray]]] = {}
+    for row in rows:
+        if row.lecture or row.final_per_seed is None or row.env_id not in normalisation:
+            continue
+        low, high, _ = normalisation[row.env_id]
+        scores = normalise(row.final_per_seed, low, high)
+        row.normalised = float(scores.mean())
+        groups.setdefault(row.variant, {}).setdefault(row.env_id, []).append(scores)
+    aggregates = []
+    for variant, by_env in groups.items():
+        pooled_twice = [env for env, parts in by_env.items() if len(parts) > 1]
+        if pooled_twice:
+            notes.append(f"{variant}: several runs on {', '.join(pooled_twice)}; their seeds are pooled in the aggregate")
+        per_env = [np.concatenate(parts) for parts in by_env.values()]
+        point, low, high = aggregate_iqm(per_env)
+        aggregates.append(Aggregate(variant, list(by_env), sum(len(s) for s in per_env), point, (low, high),
+                                    float(np.mean(np.concatenate(per_env))), per_env))
+    single = [a.variant for a in aggregates if len(a.envs) < 2]
+    if single:
+        notes.append(f"{', '.join(single)}: on one environment only; its aggregate is that environment's")
+    return normalisation, aggregates

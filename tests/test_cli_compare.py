@@ -2,62 +2,168 @@
 
 import csv
 import io
+import json
+import shutil
 
 import joblib
 import matplotlib.image as mpimg
 import numpy as np
+import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from dqnrun.cli import app
-from dqnrun.stats import final_scores
+from dqnrun.stats import RANDOM_SCORES, final_scores
 
 runner = CliRunner()
+pytestmark = pytest.mark.filterwarnings("error")  # no numpy or matplotlib warning leaks
 
 
-def invoke(*args):
-    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+def invoke(*args, columns=200):
+    return runner.invoke(app, list(args), env={"COLUMNS": str(columns)})
+
+
+def csv_rows(result):
+    return list(csv.DictReader(io.StringIO(result.stdout)))
+
+
+@pytest.fixture
+def acrobot(trained, tmp_path):
+    """A copy of the dqn run relabelled as an Acrobot-v1 run with negative scores."""
+    path = tmp_path / "acrobot" / "dqn"
+    shutil.copytree(trained / "dqn", path)
+    data = joblib.load(path / "results.joblib")
+    data["env_id"], data["reward_threshold"] = "Acrobot-v1", -100.0
+    data["scores"] = -500 + data["scores"]
+    joblib.dump(data, path / "results.joblib")
+    return path
 
 
 def test_compare_every_run_under_root(trained):
     result = invoke("compare", "--root", str(trained))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    header = next(line for line in lines if "final [95% CI]" in line)
-    assert "to 475" in header and "P(>dqn)" in header
+    header = next(line for line in lines if "95% CI" in line)
+    assert header.split() == ["run", "episodes", "final", "95%", "CI", "IQM", "to", "475", "reached", "P(>dqn)"]
     names = [line.split()[0] for line in lines if line.strip().startswith(("dqn ", "per ", "nfq_results"))]
     assert names == ["dqn", "nfq_results", "per"]
     assert "lecture result files hold only smoothed" in result.output
 
 
-def test_compare_csv_values_match_the_result_files(trained):
-    result = runner.invoke(app, ["compare", str(trained / "dqn"), str(trained / "per"), "--format", "csv", "--last", "3"])
+def test_compare_csv_has_numbers_as_numbers(trained):
+    result = invoke("compare", str(trained / "dqn"), str(trained / "per"), str(trained / "nfq_results.joblib"),
+                    "--format", "csv", "--last", "3")
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert [r["run"] for r in rows] == ["dqn", "per"]
+    rows = csv_rows(result)
+    assert [r["run"] for r in rows] == ["dqn", "per", "nfq_results"]
     data = joblib.load(trained / "dqn" / "results.joblib")
-    expected = final_scores(data["scores"], 3).mean()
-    assert rows[0]["final [95% CI]"].startswith(f"{expected:,.1f} [")
+    finals = final_scores(data["scores"], 3)
+    assert float(rows[0]["final"]) == pytest.approx(finals.mean(), abs=1e-4)
     assert rows[0]["seeds"] == "2" and rows[0]["episodes"] == "6"
-    assert rows[0]["best"] == f"{np.nanmax(data['scores']):,.1f}"
-    assert rows[0]["P(>dqn)"] == "-" and 0.0 <= float(rows[1]["P(>dqn)"]) <= 1.0
+    assert float(rows[0]["best"]) == np.nanmax(data["scores"])
+    assert float(rows[0]["wall_time_s"]) == pytest.approx(np.mean(data["wall_time"]), abs=1e-4)
+    assert float(rows[0]["final_ci_low"]) <= finals.mean() <= float(rows[0]["final_ci_high"])
+    assert rows[0]["p_improvement"] == "" and 0.0 <= float(rows[1]["p_improvement"]) <= 1.0
+    assert rows[1]["baseline"] == "dqn"
+    table = pd.read_csv(io.StringIO(result.stdout))
+    text = {"run", "path", "variant", "env", "baseline"}
+    for column in table.columns:
+        if column in text:
+            continue
+        assert pd.api.types.is_numeric_dtype(table[column]), (column, table[column].dtype)
+    assert table["variant"].tolist() == ["dqn", "ddqn+per", "?"]
+
+
+def test_compare_json_matches_csv(trained):
+    args = ["compare", str(trained / "dqn"), str(trained / "per")]
+    doc = json.loads(invoke(*args, "--format", "json").stdout)
+    rows = csv_rows(invoke(*args, "--format", "csv"))
+    assert [r["run"] for r in doc["runs"]] == ["dqn", "per"]
+    assert doc["runs"][1]["final"] == float(rows[1]["final"]) and doc["baseline"] == "dqn"
+    assert doc["runs"][0]["p_improvement"] is None and doc["aggregate"] == []
+
+
+def test_the_table_fits_80_columns_without_cutting_a_value(trained, tmp_path, monkeypatch):
+    from dqnrun.console import console
+
+    monkeypatch.setattr(console, "width", 80)  # the console is made once, at import
+    long = tmp_path / "dueling-per-with-a-long-name"
+    shutil.copytree(trained / "per", long)
+    result = invoke("compare", str(trained / "dqn"), str(long), columns=80)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80, result.output
+    rows = csv_rows(invoke("compare", str(trained / "dqn"), str(long), "--format", "csv"))
+    for row in rows:
+        assert f"{float(row['final']):,.1f}" in result.output
+    wide = invoke("compare", str(trained / "dqn"), str(long), "--wide", columns=80)
+    assert "…" not in wide.output and "env steps" in wide.output and "ddqn+per" in wide.output
 
 
 def test_compare_markdown_is_a_table(trained):
     result = runner.invoke(app, ["compare", str(trained / "dqn"), "--format", "markdown"])
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("| run | variant |") and lines[1].startswith("|---|---|---:")
-    assert lines[2].startswith("| dqn | dqn |")
+    assert lines[0].startswith("| run | final | 95% CI |") and lines[1].startswith("|---|---:|---:")
+    assert lines[2].startswith("| dqn | ")
 
 
-def test_glob_and_results_file_arguments(trained):
+def test_runs_are_identified_by_path(trained, tmp_path):
+    other = tmp_path / "other" / "dqn"
+    shutil.copytree(trained / "dqn", other)
+    result = invoke("compare", str(trained / "dqn"), str(other), "--format", "csv")
+    assert [r["run"] for r in csv_rows(result)] == ["results/dqn", "other/dqn"]
+    out = tmp_path / "two.png"
+    result = invoke("plot", str(trained / "dqn"), str(other), "-o", str(out))
+    assert result.exit_code == 0, result.output
+
+
+def test_the_same_run_twice_is_shown_once(trained):
     result = invoke("compare", str(trained / "*"), str(trained / "per" / "results.joblib"), "--format", "csv")
     assert result.exit_code == 0, result.output
-    assert [r["run"] for r in csv.DictReader(io.StringIO(result.stdout))] == ["dqn", "nfq_results", "per", "per"]
+    assert [r["run"] for r in csv_rows(result)] == ["dqn", "nfq_results", "per"]
+    assert "was given twice; shown once" in result.stderr
+
+
+def test_baseline_chooses_what_p_improvement_compares_against(trained):
+    args = ["compare", str(trained / "dqn"), str(trained / "per"), "--format", "csv"]
+    default = csv_rows(invoke(*args))
+    chosen = csv_rows(invoke(*args, "--baseline", str(trained / "per")))
+    assert chosen[0]["baseline"] == "per" and chosen[1]["p_improvement"] == ""
+    assert float(chosen[0]["p_improvement"]) == pytest.approx(1 - float(default[1]["p_improvement"]))
+    assert csv_rows(invoke(*args, "--baseline", "per"))[0]["baseline"] == "per"
+    bad = invoke(*args, "--baseline", "nope")
+    assert bad.exit_code == 2 and "--baseline 'nope' is not one of the compared runs (dqn, per)" in bad.output
+
+
+def test_across_environments_an_aggregate_on_normalised_scores(trained, acrobot, tmp_path):
+    profile = tmp_path / "profile.png"
+    args = ["compare", str(trained / "dqn"), str(acrobot)]
+    result = invoke(*args, "--profile", str(profile))
+    assert result.exit_code == 0, result.output
+    assert "across environments" in result.output and "Acrobot-v1" in result.output
+    assert mpimg.imread(profile).shape[0] > 400
+    doc = json.loads(invoke(*args, "--format", "json").stdout)
+    cart = final_scores(joblib.load(trained / "dqn" / "results.joblib")["scores"], 3)
+    acro = final_scores(joblib.load(acrobot / "results.joblib")["scores"], 3)
+    norm_cart = (cart - RANDOM_SCORES["CartPole-v1"]) / (475 - RANDOM_SCORES["CartPole-v1"])
+    norm_acro = (acro + 500) / 400
+    assert doc["normalisation"]["Acrobot-v1"] == {"zero": -500.0, "one": -100.0, "source": "random policy; reward threshold"}
+    assert doc["runs"][0]["normalised"] == pytest.approx(norm_cart.mean(), abs=1e-4)
+    assert doc["runs"][1]["normalised"] == pytest.approx(norm_acro.mean(), abs=1e-4)
+    (agg,) = doc["aggregate"]
+    pooled = np.sort(np.concatenate([norm_cart, norm_acro]))
+    assert agg["variant"] == "dqn" and agg["runs"] == 4 and agg["envs"] == ["CartPole-v1", "Acrobot-v1"]
+    assert agg["iqm"] == pytest.approx(pooled[1:3].mean(), abs=1e-4)  # 4 values: the middle two
+    assert agg["iqm_ci_low"] <= agg["iqm"] <= agg["iqm_ci_high"]
+    assert doc["runs"][1]["p_improvement"] is None  # another environment than the baseline's
+    norm = json.loads(invoke(*args, "--format", "json", "--norm", "Acrobot-v1=-500:0").stdout)
+    assert norm["runs"][1]["normalised"] == pytest.approx(((acro + 500) / 500).mean(), abs=1e-4)
 
 
 def test_plot_writes_the_figure(trained, tmp_path):
     out = tmp_path / "fig.png"
-    result = invoke("plot", str(trained / "dqn"), str(trained / "per"), "-o", str(out))
+    result = invoke("plot", str(trained / "dqn"), str(trained / "per"), "-o", str(out), "--band", "ci",
+                    "--threshold", "env", "--x", "steps")
     assert result.exit_code == 0, result.output
     image = mpimg.imread(out)
     assert image.shape[0] > 400 and image.shape[1] > 800
@@ -67,6 +173,7 @@ def test_plot_without_output_writes_under_root_and_never_overwrites(trained):
     first = invoke("plot", str(trained / "dqn"), "--root", str(trained))
     second = invoke("plot", str(trained / "dqn"), "--root", str(trained))
     assert first.exit_code == 0 and second.exit_code == 0
+    assert f"wrote {trained / 'dqn.png'}" in first.output.replace("\n", "")
     assert (trained / "dqn.png").exists() and (trained / "dqn-2.png").exists()
     (trained / "dqn.png").unlink()
     (trained / "dqn-2.png").unlink()
@@ -76,6 +183,9 @@ def test_different_lengths_are_aligned_with_a_note(trained):
     result = invoke("compare", str(trained / "dqn"), str(trained / "nfq_results.joblib"))
     assert result.exit_code == 0, result.output
     assert "runs differ in length (dqn 6, nfq_results 28): all compared over the first 6 episodes" in result.output
+    assert "nfq_results: a lecture file's curves start at episode 25" in result.output
+    rows = csv_rows(invoke("compare", str(trained / "dqn"), str(trained / "nfq_results.joblib"), "--format", "csv"))
+    assert rows[1]["episodes"] == "0" and rows[1]["run_episodes"] == "28"
 
 
 def test_list_shows_every_run(trained):

@@ -6,18 +6,21 @@ import pytest
 
 from dqnrun.errors import UserError
 from dqnrun.plots import learning_curves, save_figure
+import dataclasses
+
 from dqnrun.results import run_from_data
 
 
-def fake_run(name, n_episodes=30, window=5, seeds=3, offset=0.0):
+def fake_run(name, n_episodes=30, window=5, seeds=3, offset=0.0, env="CartPole-v1", root="."):
     rng = np.random.default_rng(len(name))
     scores = rng.random((seeds, n_episodes)) * 100 + offset
     smoothed = np.stack([np.convolve(s, np.ones(window) / window, "valid") for s in scores])
     steps = np.cumsum(rng.integers(10, 50, (seeds, n_episodes)), axis=1).astype(float)
     data = {"format": "dqnrun-run", "name": name, "scores": scores, "smoothed": smoothed, "steps": steps,
             "window": window, "episodes": np.full(seeds, n_episodes), "max_score": smoothed.max(0),
-            "min_score": smoothed.min(0), "mean_score": smoothed.mean(0)}
-    return run_from_data(data, Path(name) / "results.joblib")
+            "min_score": smoothed.min(0), "mean_score": smoothed.mean(0), "env_id": env,
+            "reward_threshold": 475.0}
+    return run_from_data(data, Path(root) / name / "results.joblib")
 
 
 def lecture_run(name, n=226):
@@ -25,32 +28,88 @@ def lecture_run(name, n=226):
     return run_from_data({"max_score": curve + 10, "min_score": curve - 10, "mean_score": curve}, Path(f"{name}.joblib"))
 
 
-def test_figure_has_the_lectures_lines_and_bands():
+def legend_texts(fig):
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def bands(ax):
+    return [c for c in ax.collections if isinstance(c, mcoll.PolyCollection)]
+
+
+def test_default_is_the_lectures_figure_mean_min_max_and_band():
     runs = [fake_run("dqn"), fake_run("ddqn", offset=50)]
     fig, notes = learning_curves(runs)
     ax = fig.axes[0]
     assert notes == []
     assert len(ax.lines) == 6  # mean, max, min per run
-    bands = [c for c in ax.collections if isinstance(c, mcoll.PolyCollection)]
-    assert len(bands) == 2
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["dqn", "ddqn"]
-    assert ax.get_xlabel() == "Episodes" and ax.get_ylabel() == "Score"
-    assert ax.get_title() == "dqn vs ddqn"
+    assert len(bands(ax)) == 2
+    assert legend_texts(fig) == ["dqn", "ddqn", "mean, min-max over seeds"]
+    assert ax.get_xlabel() == "Episodes" and ax.get_ylabel() == "Evaluation score"
+    assert ax.get_title() == "CartPole-v1, smoothed over 5 episodes"
     mean, high, low = ax.lines[:3]
     assert mean.get_linewidth() > high.get_linewidth()
     np.testing.assert_allclose(mean.get_ydata(), runs[0].mean_score)
     np.testing.assert_allclose(high.get_ydata(), runs[0].max_score)
+    np.testing.assert_allclose(low.get_ydata(), runs[0].min_score)
     np.testing.assert_allclose(mean.get_xdata(), np.arange(26) + 5)  # episode ending each window
     assert mean.get_color() == high.get_color() != ax.lines[3].get_color()
+    assert mean.get_linestyle() != ax.lines[3].get_linestyle()
 
 
-def test_steps_axis_uses_mean_env_steps_and_skips_lecture_files():
-    run = fake_run("dqn")
-    fig, notes = learning_curves([run, lecture_run("old")], x="steps")
+def test_eight_runs_differ_in_colour_and_line_style():
+    fig, _ = learning_curves([fake_run(f"r{i}") for i in range(8)], band="none")
+    lines = fig.axes[0].lines
+    assert len({line.get_color() for line in lines}) == 8
+    assert len({line.get_linestyle() for line in lines}) >= 4
+
+
+def test_ci_band_brackets_the_mean_and_iqr_band_is_around_the_median():
+    run = fake_run("dqn", seeds=5)
+    smoothed = run.smoothed
+    fig, _ = learning_curves([run], band="ci")
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "Env steps" and len(ax.lines) == 3
-    np.testing.assert_allclose(ax.lines[0].get_xdata(), run.steps[:, 4:].mean(axis=0))
+    assert legend_texts(fig)[-1] == "mean, 95% bootstrap CI" and len(ax.lines) == 1
+    (path,) = bands(ax)[0].get_paths()
+    ys = path.vertices[:, 1]
+    assert ys.min() >= smoothed.min() and ys.max() <= smoothed.max()
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), smoothed.mean(0))
+    fig, _ = learning_curves([run], band="iqr")
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), np.median(smoothed, axis=0))
+    fig, _ = learning_curves([run], band="none")
+    assert bands(fig.axes[0]) == [] and legend_texts(fig) == ["dqn"]
+
+
+def test_threshold_line_is_the_environments_or_a_given_score():
+    fig, _ = learning_curves([fake_run("dqn")], threshold="env")
+    assert fig.axes[0].lines[-1].get_ydata()[0] == 475.0 and "reward threshold" in legend_texts(fig)
+    fig, _ = learning_curves([fake_run("dqn")], threshold=450.0)
+    assert fig.axes[0].lines[-1].get_ydata()[0] == 450.0 and "score 450" in legend_texts(fig)
+
+
+def test_column_size_is_one_column_wide():
+    fig, _ = learning_curves([fake_run("dqn")], size="column")
+    assert fig.get_size_inches()[0] == pytest.approx(3.3)
+    assert fig.axes[0].title.get_fontsize() == 8
+
+
+def test_steps_axis_puts_every_seed_on_one_grid_and_skips_lecture_files():
+    run = fake_run("dqn")
+    fig, notes = learning_curves([run, lecture_run("old")], x="steps", band="none")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "Env steps" and len(ax.lines) == 1
+    steps, smoothed = run.steps[:, 4:], run.smoothed
+    grid = ax.lines[0].get_xdata()
+    assert grid[0] == steps[:, 0].max() and grid[-1] == steps[:, -1].min()
+    expected = np.mean([np.interp(grid, s, y) for s, y in zip(steps, smoothed)], axis=0)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), expected)
     assert "old" in notes[0]
+
+
+def test_one_panel_per_environment_and_labels_by_path():
+    runs = [fake_run("ddqn", root="a"), fake_run("ddqn", root="b", env="Acrobot-v1")]
+    fig, _ = learning_curves(runs)
+    assert [ax.get_title().split(",")[0] for ax in fig.axes] == ["CartPole-v1", "Acrobot-v1"]
+    assert legend_texts(fig)[:2] == ["a/ddqn", "b/ddqn"]
 
 
 def test_lecture_files_plot_on_the_episode_axis():
@@ -62,6 +121,14 @@ def test_a_shorter_length_recomputes_the_curves():
     run = fake_run("dqn", n_episodes=30)
     fig, _ = learning_curves([run], length=20)
     assert len(fig.axes[0].lines[0].get_ydata()) == 16
+
+
+def test_a_run_shorter_than_its_window_is_reported():
+    run = fake_run("short", n_episodes=30)
+    run = dataclasses.replace(run, window=40)  # recorded by an older release
+    fig, notes = learning_curves([run, fake_run("dqn")])
+    assert notes == ["short: 30 episodes, shorter than its window 40; nothing to draw"]
+    assert legend_texts(fig)[0] == "dqn"
 
 
 @pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")])
@@ -87,8 +154,6 @@ def test_plots_and_statistics_never_import_torch():
 
 
 def test_shortened_curves_pool_the_same_seeds_as_the_run():
-    import dataclasses
-
     run = fake_run("half", n_episodes=30, seeds=2)
     run.scores[1, 10:] = np.nan  # seed 2 diverged at episode 10
     run = dataclasses.replace(run, seeds=(1, 2), aggregated_seeds=(1,))

@@ -1,0 +1,252 @@
+"""The `compare` table in four forms: rich text (80 columns, or --wide), markdown, CSV and JSON.
+
+CSV and JSON carry numbers as numbers: one column per value (CI bounds apart, seconds as
+seconds), empty (null) where there is none, so pandas reads every numeric column as numeric.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from dqnrun.stats import Comparison, Summary
+
+FORMATS = ("table", "markdown", "csv", "json")
+
+# The columns of the machine formats, in order (one record per run).
+RECORD_KEYS = (
+    "run", "path", "variant", "env", "seeds", "diverged", "episodes", "run_episodes", "window",
+    "final", "final_ci_low", "final_ci_high", "iqm", "best", "threshold", "to_threshold", "reached",
+    "never", "auc", "env_steps", "wall_time_s", "baseline", "p_improvement", "normalised",
+)
+
+
+def _number(value: Any) -> Any:
+    """None for a missing or non-finite number, else a plain int or float."""
+    if value is None:
+        return None
+    value = float(value)
+    if not math.isfinite(value):
+        return None
+    # Four decimals: more than any score or second needs, without float noise (491.34400000000005).
+    return int(value) if value.is_integer() and abs(value) < 2**53 else round(value, 4)
+
+
+def records(comparison: Comparison) -> list[dict[str, Any]]:
+    """One plain dict per run, numbers as numbers (None where there is none)."""
+    base = comparison.rows[comparison.baseline].name if comparison.baseline is not None else None
+    out = []
+    for s in comparison.rows:
+        ci = s.final_ci if s.final_ci is not None and (s.n_seeds or 0) > 1 else (None, None)
+        out.append({
+            "run": s.name, "path": s.path, "variant": s.variant, "env": s.env_id,
+            "seeds": s.n_seeds, "diverged": s.diverged if not s.lecture else None,
+            "episodes": s.episodes, "run_episodes": s.run_episodes, "window": s.window,
+            "final": _number(s.final_mean), "final_ci_low": _number(ci[0]), "final_ci_high": _number(ci[1]),
+            "iqm": _number(s.iqm), "best": _number(s.best), "threshold": _number(s.threshold),
+            "to_threshold": _number(s.to_threshold), "reached": s.reached, "never": s.never,
+            "auc": _number(s.auc), "env_steps": _number(s.env_steps), "wall_time_s": _number(s.wall_time),
+            "baseline": base, "p_improvement": _number(s.p_improvement), "normalised": _number(s.normalised),
+        })
+    return out
+
+
+def to_csv(comparison: Comparison) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=RECORD_KEYS, lineterminator="\n")
+    writer.writeheader()
+    for record in records(comparison):
+        writer.writerow({k: "" if v is None else v for k, v in record.items()})
+    return buf.getvalue()
+
+
+def to_json(comparison: Comparison) -> str:
+    doc = {
+        "runs": records(comparison),
+        "baseline": comparison.rows[comparison.baseline].name if comparison.baseline is not None else None,
+        "normalisation": {env: {"zero": low, "one": high, "source": source}
+                          for env, (low, high, source) in comparison.normalisation.items()},
+        "aggregate": [{"variant": a.variant, "envs": a.envs, "runs": a.n_runs, "iqm": _number(a.iqm),
+                       "iqm_ci_low": _number(a.iqm_ci[0]), "iqm_ci_high": _number(a.iqm_ci[1]),
+                       "mean": _number(a.mean)} for a in comparison.aggregates],
+        "notes": comparison.notes,
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Text and markdown
+
+
+def num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
+
+
+def seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "-"
+    return f"{s:.1f}s" if s < 60 else f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    cell: Callable[[Summary], str]
+    wide_only: bool = False
+    numeric: bool = True
+
+
+def columns(comparison: Comparison, wide: bool) -> list[Column]:
+    rows = comparison.rows
+    multi_env = len(comparison.envs) > 1
+    thresholds = {s.threshold for s in rows if not s.lecture}
+    target = f"to {num(thresholds.pop(), 0)}" if len(thresholds) == 1 and None not in thresholds else "to thr."
+    cols = [Column("run", lambda s: s.name, numeric=False)]
+    cols.append(Column("variant", lambda s: s.variant, wide_only=True, numeric=False))
+    if multi_env:
+        cols.append(Column("env", lambda s: s.env_id, numeric=False))
+    cols += [
+        Column("seeds", seeds_cell, wide_only=True),
+        Column("episodes", episodes_cell, wide_only=not any(s.episodes != s.run_episodes for s in rows)),
+        Column("final", lambda s: num(s.final_mean)),
+        Column("95% CI", ci_cell),
+        Column("IQM", lambda s: num(s.iqm)),
+        Column("best", lambda s: num(s.best), wide_only=True),
+        Column(target, reached_cell),
+        Column("reached", lambda s: "-" if s.reached is None else f"{s.reached}/{s.n_seeds}"),
+        Column("AUC", lambda s: num(s.auc), wide_only=True),
+        Column("env steps", lambda s: num(s.env_steps, 0), wide_only=True),
+        Column("wall/seed", lambda s: seconds(s.wall_time), wide_only=True),
+    ]
+    if multi_env:
+        cols.append(Column("norm.", lambda s: num(s.normalised, 2)))
+    if comparison.baseline is not None and len(rows) > 1:
+        base = rows[comparison.baseline].name
+        cols.append(Column(f"P(>{base})", lambda s: num(s.p_improvement, 2)))
+    return [c for c in cols if wide or not c.wide_only]
+
+
+def seeds_cell(s: Summary) -> str:
+    text = "-" if s.n_seeds is None else str(s.n_seeds)
+    return text + (f" ({s.diverged} diverged)" if s.diverged else "")
+
+
+def episodes_cell(s: Summary) -> str:
+    return str(s.episodes) if s.episodes == s.run_episodes else f"{s.episodes} of {s.run_episodes}"
+
+
+def ci_cell(s: Summary) -> str:
+    if s.final_ci is None or (s.n_seeds or 0) < 2:
+        return "-"
+    return f"[{num(s.final_ci[0])}, {num(s.final_ci[1])}]"
+
+
+def reached_cell(s: Summary) -> str:
+    if s.never is not None and s.never == s.n_seeds:
+        return "never"
+    return num(s.to_threshold, 0)
+
+
+def cells(comparison: Comparison, wide: bool) -> tuple[list[Column], list[list[str]]]:
+    cols = columns(comparison, wide)
+    return cols, [[c.cell(s) for c in cols] for s in comparison.rows]
+
+
+def title(comparison: Comparison, last: int | None) -> str:
+    envs = comparison.envs
+    where = f" on {envs[0]}" if len(envs) == 1 else ""
+    n_last = f"the last {last}" if last else "the last window of"
+    text = f"runs{where}: final = mean of {n_last} scores per seed, with its 95% bootstrap CI"
+    thresholds = {s.threshold for s in comparison.rows if not s.lecture} - {None}
+    if thresholds:
+        text += "; to T = median episode at which the smoothed curve reached T"
+    if comparison.baseline is not None and len(comparison.rows) > 1:
+        text += f"; P(>A) = probability of improvement over A"
+    if len(envs) > 1:
+        text += "; norm. = normalised final"
+    return text
+
+
+def aggregate_title() -> str:
+    return ("across environments, per variant: normalised final score, 0 = a random policy and "
+            "1 = the reference (the reward threshold); IQM with a stratified bootstrap 95% CI")
+
+
+def aggregate_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    headers = ["variant", "envs", "runs", "IQM", "95% CI", "mean"]
+    rows = [[a.variant, str(len(a.envs)), str(a.n_runs), num(a.iqm, 2),
+             f"[{num(a.iqm_ci[0], 2)}, {num(a.iqm_ci[1], 2)}]", num(a.mean, 2)] for a in comparison.aggregates]
+    return headers, rows
+
+
+def normalisation_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    headers = ["env", "score of 0", "score of 1", "from"]
+    rows = [[env, num(low), num(high), source] for env, (low, high, source) in comparison.normalisation.items()]
+    return headers, rows
+
+
+def to_markdown(comparison: Comparison, wide: bool = False) -> str:
+    cols, rows = cells(comparison, wide)
+    lines = [markdown_table([c.header for c in cols], rows, [c.numeric for c in cols])]
+    if comparison.aggregates:
+        headers, agg = aggregate_cells(comparison)
+        lines += ["", markdown_table(headers, agg, [False, True, True, True, True, True])]
+        headers, norm = normalisation_cells(comparison)
+        lines += ["", markdown_table(headers, norm, [False, True, True, False])]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table(headers: list[str], rows: list[list[str]], numeric: list[bool]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def rich_tables(comparison: Comparison, last: int | None, wide: bool = False) -> list[Any]:
+    """The rich tables for the terminal: numbers never wrap or get cut; long run names fold."""
+    from rich import box
+    from rich.table import Table
+
+    cols, rows = cells(comparison, wide)
+    table = Table(title=title(comparison, last), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for c in cols:
+        if c.numeric:
+            table.add_column(c.header, justify="right", no_wrap=True)
+        else:
+            table.add_column(c.header, justify="left", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    out = [table]
+    if comparison.aggregates:
+        headers, agg = aggregate_cells(comparison)
+        t = Table(title=aggregate_title(), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for i, h in enumerate(headers):
+            t.add_column(h, justify="left" if i == 0 else "right", no_wrap=i > 0,
+                         overflow="fold" if i == 0 else "ellipsis")
+        for row in agg:
+            t.add_row(*row)
+        headers, norm = normalisation_cells(comparison)
+        n = Table(title="normalisation", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for i, h in enumerate(headers):
+            n.add_column(h, justify="right" if i in (1, 2) else "left", no_wrap=i in (1, 2))
+        for row in norm:
+            n.add_row(*row)
+        out += [t, n]
+    return out
+
+
+def print_table(console: Any, table: Any, wide: bool) -> None:
+    """Print `table`; with `wide`, at its natural width even past the terminal's, never cut."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if not wide or width <= console.width:
+        console.print(table)
+        return
+    Console(width=width, file=console.file, force_terminal=console.is_terminal, no_color=console.no_color,
+            highlight=False).print(table)
