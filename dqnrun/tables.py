@@ -110,7 +110,7 @@ def columns(comparison: Comparison, wide: bool) -> list[Column]:
     if multi_env:
         cols.append(Column("env", lambda s: s.env_id, numeric=False))
     cols += [
-        Column("seeds", seeds_cell, wide_only=True),
+        Column("seeds", seeds_cell, wide_only=not any(s.diverged for s in rows)),
         Column("episodes", episodes_cell, wide_only=not any(s.episodes != s.run_episodes for s in rows)),
         Column("final", lambda s: num(s.final_mean)),
         Column("95% CI", ci_cell),
