@@ -50,16 +50,13 @@ class SeedRow:
     epsilon: float = math.nan
     status: str = "waiting"
     wall_time: float = 0.0  # seconds trained (across resumes)
-    start: tuple[int, int, float] | None = None  # (episode, steps, wall time) when this process first heard of it
+    start: tuple[int, float] | None = None  # (steps, wall time) at the first episode this process saw
     steps_per_s: float = math.nan
     finished: bool = False
 
     def pace(self) -> float:
-        """Seconds per episode in this process so far (nan: no episode yet)."""
-        if self.start is None or self.episode <= self.start[0]:
-            return math.nan
-        return (self.wall_time - self.start[2]) / (self.episode - self.start[0])
-
+        """Seconds per episode so far (across resumes; nan: no episode yet)."""
+        return self.wall_time / self.episode if self.episode and self.wall_time > 0 else math.nan
 
 
 def fmt_eta(seconds: float) -> str:
@@ -93,11 +90,13 @@ class TrainingDisplay:
     def handle(self, event: Event) -> None:
         row = self.rows[event.seed]
         if isinstance(event, EpisodeEnd):
-            if row.start is None:  # the previous episode's end is where this process's timing starts
-                row.start = (event.episode - 1, event.steps, event.wall_time)
-                row.steps_per_s = math.nan
-            elif event.wall_time > row.start[2]:
-                row.steps_per_s = (event.steps - row.start[1]) / (event.wall_time - row.start[2])
+            # Speed since this process's first event of the seed (before that: over the whole seed).
+            if row.start is None:
+                row.start = (event.steps, event.wall_time)
+            if event.wall_time > row.start[1]:
+                row.steps_per_s = (event.steps - row.start[0]) / (event.wall_time - row.start[1])
+            elif event.wall_time > 0:
+                row.steps_per_s = event.steps / event.wall_time
             row.episode, row.episodes, row.steps = event.episode, event.episodes, event.steps
             row.score, row.best, row.best_episode = event.score, event.best_score, event.best_episode
             row.epsilon, row.wall_time = event.epsilon, event.wall_time

@@ -142,3 +142,27 @@ def test_version():
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"dqnrun {__version__}"
+
+
+def test_list_shows_runs_in_progress_and_interrupted_ones(tiny_config, tmp_path):
+    import os
+    import socket
+
+    from dqnrun.results import MetricsFile, RunDir
+
+    for name, pid in (("live", os.getpid()), ("stopped", 2**22 + 12345)):  # no process has the second pid
+        run = RunDir(tmp_path / name)
+        run.path.mkdir()
+        run.config_file.write_text(tiny_config().read_text())
+        for seed, episodes in ((3, 4), (4, 2)):
+            f = MetricsFile(run.metrics(seed))
+            f.start()
+            for i in range(1, episodes + 1):
+                f.append({"episode": i, "env_steps": 10 * i, "score": 1.0})
+            f.close()
+        run.training_marker.write_text(f"{pid} {socket.gethostname()}\n")
+    result = runner.invoke(app, ["list", str(tmp_path)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert "training: episodes done 3: 4, 4: 2" in rows["live"] and "--resume" not in rows["live"]
+    assert f"interrupted: episodes done 3: 4, 4: 2 (dqnrun train --resume {tmp_path / 'stopped'})" in rows["stopped"]

@@ -125,3 +125,21 @@ def test_one_diverging_seed_is_marked_and_the_run_is_still_saved(tmp_path, monke
     assert "4: diverged" in listed.output
     compared = runner.invoke(app, ["compare", str(tmp_path / "nan")], env={"COLUMNS": "200"})
     assert compared.exit_code == 0 and "1 diverged" in compared.output
+
+
+def test_metrics_rows_are_on_disk_when_each_episode_ends(tmp_path):
+    """The row of an episode is written, flushed, before anyone hears of the episode."""
+    from dqnrun import experiment
+    from dqnrun.trainer import EpisodeEnd
+
+    seen = []
+
+    def on_event(event):
+        if isinstance(event, EpisodeEnd):
+            rows = pd.read_csv(tmp_path / "mid" / "metrics" / f"seed-{event.seed}.csv")
+            seen.append((event.episode, len(rows), rows["score"].iloc[-1], event.score))
+
+    run_plan = experiment.start_run({**TINY_RAW, "name": "mid", "seeds": [3]}, out=tmp_path, jobs=1)
+    experiment.execute(run_plan, on_event)
+    assert [(e, n) for e, n, _, _ in seen] == [(e, e) for e in range(1, 7)]
+    assert all(abs(a - b) <= 1e-5 * abs(b) for _, _, a, b in seen)

@@ -1,0 +1,47 @@
+"""The live training display: speed, ETA, resumed seeds."""
+
+import math
+
+from rich.console import Console
+
+from dqnrun.console import LiveTraining, TrainingDisplay, fmt_eta
+from dqnrun.trainer import EpisodeEnd, SeedEnd
+
+
+def episode(seed, number, steps, wall, episodes=10):
+    return EpisodeEnd(seed, number, episodes, steps, 9.0, 9.0, 1, 9.0, 0.5, wall_time=wall)
+
+
+def test_speed_and_eta_by_hand():
+    display = TrainingDisplay("t", seeds=[1, 2, 3], episodes=10, jobs=2)
+    assert math.isnan(display.eta())  # nothing known yet
+    display.handle(episode(1, 1, 100, 2.0))
+    row = display.rows[1]
+    assert row.steps_per_s == 50.0  # over the whole seed until a second episode arrives
+    display.handle(episode(1, 2, 400, 4.0))
+    assert row.steps_per_s == 150.0  # (400 - 100) steps in (4 - 2) s
+    # Seed 1: 2 s per episode, 8 episodes left = 16 s; seeds 2 and 3 not started: 10 episodes
+    # each at seed 1's pace = 20 s each. 56 s of work on 2 workers = 28 s.
+    assert display.eta() == 28.0
+    display.handle(episode(2, 1, 50, 1.0))
+    # seed 2 at 1 s/episode: 9 s left; seed 3 at the mean pace 1.5 s: 15 s; seed 1: 16 s.
+    assert display.eta() == (16 + 9 + 15) / 2
+    display.handle(SeedEnd(1, "complete"))
+    display.handle(SeedEnd(3, "complete"))
+    assert display.eta() == 9.0  # only seed 2 is left: its own time, whatever the workers
+    out = Console(width=200, record=True)
+    out.print(display.render())
+    text = out.export_text()
+    assert "t  ETA 9.0s" in text and "steps/s" in text
+    assert fmt_eta(3725) == "1h02m" and fmt_eta(75) == "1m15s"
+
+
+def test_resumed_seeds_say_where_they_continue():
+    out = Console(width=200, record=True, force_terminal=False)
+    display = TrainingDisplay("t", seeds=[3, 4], episodes=300, resumed_from={3: 25})
+    assert display.rows[3].episode == 25 and display.rows[3].status == "resumes after episode 25"
+    with LiveTraining(display, out) as live:
+        live.handle(episode(3, 50, 5000, 10.0, episodes=300))
+    text = out.export_text()
+    assert "seed 3: resumes after episode 25" in text
+    assert "seed 3: episode 50/300, 5,000 steps" in text and "500 steps/s" in text and "run ETA" in text
