@@ -36,6 +36,18 @@ class AgentConfig:
     double: bool = _doc("Double DQN target: online argmax, target value", True)
     dueling: bool = _doc("dueling head: Q = V + (A - mean A)", False)
     prioritized: bool = _doc("prioritized replay on a sum tree", False)
+    n_step: int = _doc("multi-step returns: rewards summed over n steps before bootstrapping", 1)
+    noisy: bool = _doc("NoisyNet head: factorised Gaussian noisy linear layers (explore without epsilon)", False)
+    noisy_sigma0: float = _doc("NoisyNet's sigma_0: initial noise scale, sigma = sigma_0 / sqrt(inputs)", 0.5)
+    distributional: bool = _doc("C51: a categorical return distribution over `atoms` fixed values", False)
+    atoms: int = _doc("C51: number of atoms of the support", 51)
+    v_min: float = _doc("C51: smallest value of the support", -10.0)
+    v_max: float = _doc("C51: largest value of the support", 10.0)
+    loss: str = _doc("mse or huber (on the TD error; C51 always uses the cross-entropy)", "mse")
+    huber_delta: float = _doc("Huber loss: quadratic for |TD error| <= delta, linear beyond", 1.0)
+    max_grad_norm: typing.Optional[float] = _doc("clip the gradient to this global L2 norm (null: no clipping)", None)
+    train_freq: int = _doc("env steps between updates", 1)
+    gradient_steps: int = _doc("gradient updates each time", 1)
 
 
 @dataclass(frozen=True)
@@ -76,7 +88,7 @@ class LoggingConfig:
 @dataclass(frozen=True)
 class Config:
     name: str = _doc("run directory name (default: the config file's stem)")
-    variant: str = _doc("preset: dqn | ddqn | per | dueling")
+    variant: str = _doc("preset: dqn | ddqn | per | dueling | rainbow")
     env: str = _doc(
         "Gymnasium id with a Box observation and a Discrete action space; module:EnvId imports module first",
         "CartPole-v1",
@@ -91,6 +103,9 @@ class Config:
     episodes: int = _doc("training episodes per seed", 250)
     max_steps: typing.Optional[int] = _doc("stop a seed after this many env steps (null: no limit)", None)
     eval_episodes: int = _doc("greedy episodes after every training episode (0: curve = training return)", 5)
+    eval_every_steps: typing.Optional[int] = _doc(
+        "evaluate every N env steps instead of after every episode (null: after every episode)", None
+    )
     window: int = _doc("sliding-window smoothing of the curves", 25)
     checkpoint_every: int = _doc("episodes between resumable checkpoints (0: none)", 25)
     agent: AgentConfig = _doc("learning algorithm", AgentConfig())
@@ -114,15 +129,21 @@ class Config:
 
 # Presets set the defaults of the independent switches; the config may override any of them.
 # The dueling preset follows the lecture's dueling experiment: Polyak tau 0.01 on every step.
+# The rainbow preset turns on all six components of Hessel et al. (2018); its hyperparameters
+# (target period, support, ...) are in configs/rainbow.yaml with their sources.
+_LECTURE = dict(n_step=1, noisy=False, distributional=False)
 PRESETS: dict[str, dict[str, Any]] = {
-    "dqn": dict(double=False, prioritized=False, dueling=False, tau=1.0, target_update_steps=15),
-    "ddqn": dict(double=True, prioritized=False, dueling=False, tau=1.0, target_update_steps=15),
-    "per": dict(double=True, prioritized=True, dueling=False, tau=1.0, target_update_steps=15),
-    "dueling": dict(double=True, prioritized=False, dueling=True, tau=0.01, target_update_steps=1),
+    "dqn": dict(double=False, prioritized=False, dueling=False, tau=1.0, target_update_steps=15, **_LECTURE),
+    "ddqn": dict(double=True, prioritized=False, dueling=False, tau=1.0, target_update_steps=15, **_LECTURE),
+    "per": dict(double=True, prioritized=True, dueling=False, tau=1.0, target_update_steps=15, **_LECTURE),
+    "dueling": dict(double=True, prioritized=False, dueling=True, tau=0.01, target_update_steps=1, **_LECTURE),
+    "rainbow": dict(double=True, prioritized=True, dueling=True, tau=1.0, target_update_steps=100,
+                    n_step=3, noisy=True, distributional=True),
 }
 OPTIMIZERS = ("rmsprop", "adam")
 NETWORK_TYPES = ("auto", "mlp", "cnn")
 CNN_STACKS = ("auto", "nature", "minatar")
+LOSSES = ("mse", "huber")
 
 
 def _plain(value: Any) -> Any:
@@ -342,6 +363,24 @@ def _validate(c: Config, source: str) -> None:
         (0.0 <= e.min <= e.max <= 1.0,
          f"epsilon needs 0 <= min <= max <= 1, got min {e.min} and max {e.max}"),
         (e.decay_steps >= 1, f"epsilon.decay_steps must be >= 1, got {e.decay_steps}"),
+        (a.n_step >= 1, f"agent.n_step must be >= 1 (1 = one-step targets), got {a.n_step}"),
+        (a.noisy_sigma0 > 0, f"agent.noisy_sigma0 must be > 0, got {a.noisy_sigma0}"),
+        (a.atoms >= 2, f"agent.atoms must be >= 2, got {a.atoms}"),
+        (a.v_min < a.v_max, f"agent.v_min ({a.v_min}) must be below agent.v_max ({a.v_max})"),
+        (a.loss in LOSSES,
+         f"agent.loss {a.loss!r} is unknown{_did_you_mean(a.loss, LOSSES)} (one of: {', '.join(LOSSES)})"),
+        (not (a.distributional and a.loss != "mse"),
+         f"agent.loss {a.loss!r} does not apply with agent.distributional: C51 learns by cross-entropy; "
+         "remove agent.loss"),
+        (a.huber_delta > 0, f"agent.huber_delta must be > 0, got {a.huber_delta}"),
+        (a.max_grad_norm is None or a.max_grad_norm > 0,
+         f"agent.max_grad_norm must be > 0 or null, got {a.max_grad_norm}"),
+        (a.train_freq >= 1, f"agent.train_freq must be >= 1, got {a.train_freq}"),
+        (a.gradient_steps >= 1, f"agent.gradient_steps must be >= 1, got {a.gradient_steps}"),
+        (c.eval_every_steps is None or c.eval_every_steps >= 1,
+         f"eval_every_steps must be >= 1 or null, got {c.eval_every_steps}"),
+        (c.eval_every_steps is None or c.eval_episodes >= 1,
+         "eval_every_steps needs eval_episodes >= 1 (the episodes of each evaluation)"),
         (p.alpha >= 0, f"per.alpha must be >= 0, got {p.alpha}"),
         (0.0 <= p.beta <= 1.0 and 0.0 <= p.beta_end <= 1.0,
          f"per.beta and per.beta_end must be in [0, 1], got {p.beta} and {p.beta_end}"),
@@ -383,6 +422,17 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
         twice = sorted({s for s in seeds if seeds.count(s) > 1})
         raise UserError(f"{option} {text!r}: seed {twice[0]} appears twice")
     return seeds
+
+
+def config_warnings(c: Config) -> list[str]:
+    """Settings that are allowed but probably not meant; the CLI prints each once."""
+    notes = []
+    if c.agent.noisy and (c.epsilon.max > 0 or c.epsilon.min > 0):
+        notes.append(
+            f"agent.noisy explores by itself; epsilon-greedy on top (max {c.epsilon.max}, min {c.epsilon.min}) "
+            "adds random actions: set epsilon.max and epsilon.min to 0 for NoisyNet alone"
+        )
+    return notes
 
 
 def describe_keys() -> list[tuple[str, str, str]]:

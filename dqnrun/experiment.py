@@ -22,7 +22,7 @@ import numpy as np
 
 from dqnrun import __version__
 from dqnrun.chunks import ChunkResult, decode_checkpoint
-from dqnrun.config import Config, apply_overrides, config_from_dict, load_config
+from dqnrun.config import Config, apply_overrides, config_from_dict, config_warnings, load_config
 from dqnrun.envs import env_info, storage_dtype
 from dqnrun.errors import UserError
 from dqnrun.networks import NetworkSpec, choose_trunk
@@ -200,7 +200,7 @@ def plan(config: Config, jobs: int | None = None) -> NetworkSpec:
             f"{available / 2**30:.1f} GiB is free; lower agent.memory_size or --jobs"
         )
     return NetworkSpec(info.obs_dim, info.n_actions, config.network.hidden, config.agent.dueling,
-                       info.obs_shape, info.obs_dtype, trunk)
+                       info.obs_shape, info.obs_dtype, trunk).with_head(config.agent)
 
 
 def versions() -> dict[str, str]:
@@ -393,6 +393,7 @@ def start_run(
             if not force and not earlier.is_finished():
                 notes.append(f"{earlier.path} is unfinished: `dqnrun train --resume {earlier.path}` continues it")
         write_text(files.config_file, cfg.to_yaml())
+    notes.extend(f"warning: {note}" for note in config_warnings(cfg))
     if cfg.smoothing_window < cfg.window:
         notes.append(f"note: window {cfg.window} is longer than {cfg.episodes} episodes; "
                      f"curves are smoothed over {cfg.smoothing_window} (recorded in the results)")

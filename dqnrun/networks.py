@@ -1,11 +1,15 @@
-"""Q-networks: a trunk (MLP or CNN) and a head (plain or dueling), rebuilt from a small spec."""
+"""Q-networks: a trunk (MLP or CNN) and a head (plain or dueling; linear or noisy; scalar or C51),
+rebuilt from a small spec."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from dqnrun.errors import UserError
 
@@ -25,7 +29,9 @@ class NetworkSpec:
 
     `obs_dim` is the number of observation values (the MLP's input); `obs_shape` and
     `obs_dtype` describe one observation as the environment gives it (uint8 frames are scaled
-    to [0, 1] inside the network). `trunk` is "mlp", "nature" or "minatar".
+    to [0, 1] inside the network). `trunk` is "mlp", "nature" or "minatar". The head: `dueling`,
+    `noisy` (NoisyNet layers with `noisy_sigma0`) and `atoms` (1: one Q-value per action; >= 2:
+    C51's categorical distribution on `atoms` values from `v_min` to `v_max`).
     """
 
     obs_dim: int
@@ -35,6 +41,15 @@ class NetworkSpec:
     obs_shape: tuple[int, ...] = ()
     obs_dtype: str = "float32"
     trunk: str = "mlp"
+    noisy: bool = False
+    noisy_sigma0: float = 0.5
+    atoms: int = 1
+    v_min: float = 0.0
+    v_max: float = 0.0
+
+    @property
+    def distributional(self) -> bool:
+        return self.atoms > 1
 
     def __post_init__(self) -> None:
         if not self.obs_shape:
@@ -54,6 +69,17 @@ class NetworkSpec:
             obs_shape=tuple(int(n) for n in d.get("obs_shape") or (int(d["obs_dim"]),)),
             obs_dtype=str(d.get("obs_dtype", "float32")),
             trunk=str(d.get("trunk", "mlp")),
+            # Models saved before the noisy and distributional heads: both off.
+            noisy=bool(d.get("noisy", False)), noisy_sigma0=float(d.get("noisy_sigma0", 0.5)),
+            atoms=int(d.get("atoms", 1)), v_min=float(d.get("v_min", 0.0)), v_max=float(d.get("v_max", 0.0)),
+        )
+
+    def with_head(self, agent) -> "NetworkSpec":
+        """This spec with the head an `AgentConfig` asks for (noisy, distributional)."""
+        return dataclasses.replace(
+            self, noisy=agent.noisy, noisy_sigma0=agent.noisy_sigma0,
+            atoms=agent.atoms if agent.distributional else 1,
+            v_min=agent.v_min if agent.distributional else 0.0, v_max=agent.v_max if agent.distributional else 0.0,
         )
 
 
@@ -176,28 +202,115 @@ def dueling_q(value: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
     """Q = V + (A - mean_a A): Wang et al. (2016), equation 9.
 
     Subtracting the mean makes V and A identifiable: adding a constant to every advantage
-    leaves Q unchanged.
+    leaves Q unchanged. With C51 the same holds per atom on the logits (Hessel et al. 2018,
+    section 3): value (B, 1, atoms), advantages (B, A, atoms), the mean over actions (dim 1).
     """
     return value + (advantages - advantages.mean(dim=1, keepdim=True))
 
 
+def scale_noise(x: torch.Tensor) -> torch.Tensor:
+    """f(x) = sgn(x) sqrt(|x|): Fortunato et al. (2018), section 3 (factorised noise)."""
+    return x.sign() * x.abs().sqrt()
+
+
+class NoisyLinear(nn.Module):
+    """y = (mu_w + sigma_w * eps_w) x + mu_b + sigma_b * eps_b, with factorised Gaussian noise.
+
+    Fortunato et al. (2018), equations 10-11: eps_w[i, j] = f(eps_out[i]) f(eps_in[j]) and
+    eps_b = f(eps_out), from p + q unit Gaussians instead of p * q. Initialisation (section
+    3.2): mu ~ U[-1/sqrt(p), 1/sqrt(p)], sigma = sigma_0 / sqrt(p), p = inputs. The noise lives
+    in non-persistent buffers, drawn by `reset_noise` from the caller's generator; `forward`
+    with `noise=False` uses the mean weights only (greedy evaluation).
+    """
+
+    def __init__(self, in_features: int, out_features: int, sigma0: float):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features).uniform_(-bound, bound))
+        self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), sigma0 * bound))
+        self.bias_mu = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
+        self.bias_sigma = nn.Parameter(torch.full((out_features,), sigma0 * bound))
+        self.register_buffer("eps_in", torch.zeros(in_features), persistent=False)
+        self.register_buffer("eps_out", torch.zeros(out_features), persistent=False)
+
+    @torch.no_grad()
+    def reset_noise(self, generator: torch.Generator) -> None:
+        """Draw eps_in (p) and eps_out (q) ~ N(0, 1), already passed through f."""
+        eps = torch.randn(self.in_features + self.out_features, generator=generator, device=generator.device)
+        eps = scale_noise(eps).to(self.eps_in.device)
+        self.eps_in.copy_(eps[: self.in_features])
+        self.eps_out.copy_(eps[self.in_features :])
+
+    def forward(self, x: torch.Tensor, noise: bool = False) -> torch.Tensor:
+        if not noise:
+            return F.linear(x, self.weight_mu, self.bias_mu)
+        weight = self.weight_mu + self.weight_sigma * torch.outer(self.eps_out, self.eps_in)
+        bias = self.bias_mu + self.bias_sigma * self.eps_out
+        return F.linear(x, weight, bias)
+
+
 class QNetwork(nn.Module):
-    """Trunk (observations to features) and head (features to one Q-value per action);
-    `dueling` splits the head in two."""
+    """Trunk (observations to features) and head (features to per-action Q-values, or to
+    per-action C51 logits whose means are the Q-values); `dueling` splits the head in two.
+
+    The head's layers keep the names of the first dqnrun models (`head`, or `value_head` and
+    `advantage_head`), so every saved model still loads.
+    """
 
     def __init__(self, spec: NetworkSpec):
         super().__init__()
         self.spec = spec
         self.trunk = make_trunk(spec)
         width = self.trunk.out_features
-        if spec.dueling:
-            self.value_head = nn.Linear(width, 1)
-            self.advantage_head = nn.Linear(width, spec.n_actions)
-        else:
-            self.head = nn.Linear(width, spec.n_actions)
+        self.atoms = spec.atoms
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        def linear(n_in: int, n_out: int) -> nn.Module:
+            return NoisyLinear(n_in, n_out, spec.noisy_sigma0) if spec.noisy else nn.Linear(n_in, n_out)
+
+        if spec.dueling:
+            self.value_head = linear(width, self.atoms)
+            self.advantage_head = linear(width, spec.n_actions * self.atoms)
+        else:
+            self.head = linear(width, spec.n_actions * self.atoms)
+        if spec.distributional:
+            # C51's support z_i = v_min + i * delta_z (Bellemare et al. 2017, section 4).
+            self.register_buffer("support", torch.linspace(spec.v_min, spec.v_max, spec.atoms), persistent=False)
+
+    def noisy_layers(self) -> list[NoisyLinear]:
+        return [m for m in self.modules() if isinstance(m, NoisyLinear)]
+
+    def reset_noise(self, generator: torch.Generator) -> None:
+        for layer in self.noisy_layers():
+            layer.reset_noise(generator)
+
+    def _apply_head(self, layer: nn.Module, x: torch.Tensor, noise: bool) -> torch.Tensor:
+        return layer(x, noise) if self.spec.noisy else layer(x)
+
+    def head_output(self, obs: torch.Tensor, noise: bool = False) -> torch.Tensor:
+        """Q-values (B, A), or with C51 the logits (B, A, atoms)."""
         x = self.trunk(obs)
+        if not self.spec.distributional:
+            if self.spec.dueling:
+                return dueling_q(self._apply_head(self.value_head, x, noise),
+                                 self._apply_head(self.advantage_head, x, noise))
+            return self._apply_head(self.head, x, noise)
+        shape = (obs.shape[0], self.spec.n_actions, self.atoms)
         if self.spec.dueling:
-            return dueling_q(self.value_head(x), self.advantage_head(x))
-        return self.head(x)
+            value = self._apply_head(self.value_head, x, noise).view(obs.shape[0], 1, self.atoms)
+            return dueling_q(value, self._apply_head(self.advantage_head, x, noise).view(shape))
+        return self._apply_head(self.head, x, noise).view(shape)
+
+    def log_probs(self, obs: torch.Tensor, noise: bool = False) -> torch.Tensor:
+        """C51: log p_i(s, a), a softmax over the atoms of each action (B, A, atoms)."""
+        return F.log_softmax(self.head_output(obs, noise), dim=2)
+
+    def q_from_log_probs(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """Q(s, a) = sum_i z_i p_i(s, a): the distribution's mean (Bellemare et al. 2017, Algorithm 1)."""
+        return (log_probs.exp() * self.support).sum(dim=2)
+
+    def forward(self, obs: torch.Tensor, noise: bool = False) -> torch.Tensor:
+        """Q-values (B, A). Noisy heads use their mean weights unless `noise` is set."""
+        if self.spec.distributional:
+            return self.q_from_log_probs(self.log_probs(obs, noise))
+        return self.head_output(obs, noise)

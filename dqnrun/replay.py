@@ -1,9 +1,11 @@
 """Preallocated circular replay memory: observation storage (flat, or frame-deduplicating for
-stacked frames) plus a uniform or a prioritized sampler; typed batches."""
+stacked frames) plus a uniform or a prioritized sampler; the n-step adder in front of it; typed
+batches."""
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import NamedTuple
 
 import numpy as np
@@ -22,6 +24,7 @@ class Batch(NamedTuple):
     terminated: torch.Tensor  # (B,) float32: 1.0 where the episode ended in a terminal state
     weights: torch.Tensor | None  # (B,) importance-sampling weights; None for uniform replay
     indices: np.ndarray  # (B,) slots in the memory, for priority updates
+    discounts: torch.Tensor | None = None  # (B,) float32: gamma^m, the bootstrap discount of an m-step return
 
 
 class UniformSampler:
@@ -307,18 +310,21 @@ class ReplayMemory:
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.discounts = np.zeros(capacity, dtype=np.float32)
         self.size = 0
         self.cursor = 0
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs, action: int, reward: float, next_obs, terminated: bool) -> None:
+    def add(self, obs, action: int, reward: float, next_obs, terminated: bool, discount: float = 1.0) -> None:
+        """Store one transition; `discount` is the bootstrap discount that n-step targets use."""
         i = self.cursor
         self.storage.put(i, obs, next_obs)
         self.actions[i] = action
         self.rewards[i] = reward
         self.terminated[i] = terminated
+        self.discounts[i] = discount
         self.sampler.on_add(i)
         self.cursor = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
@@ -356,6 +362,7 @@ class ReplayMemory:
             terminated=tensor(self.terminated[indices]),
             weights=None if weights is None else tensor(weights.astype(np.float32)),
             indices=indices,
+            discounts=tensor(self.discounts[indices]),
         )
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
@@ -368,6 +375,7 @@ class ReplayMemory:
             "actions": self.actions[slots],
             "rewards": self.rewards[slots],
             "terminated": self.terminated[slots],
+            "discounts": self.discounts[slots],
             "size": self.size,
             "cursor": self.cursor,
             "sampler": self.sampler.state_dict(),
@@ -380,7 +388,49 @@ class ReplayMemory:
         self.storage.load_state_dict(state, slots)
         for key in ("actions", "rewards", "terminated"):
             getattr(self, key)[slots] = state[key]
+        # Checkpoints written before n-step returns hold no discounts; one-step targets ignore them.
+        self.discounts[slots] = state.get("discounts", 1.0)
         self.sampler.load_state_dict(state["sampler"])
+
+
+class NStepAdder:
+    """Turns the env's one-step transitions into n-step ones before they reach the memory.
+
+    Stored: (s_t, a_t, R, s_{t+m}, terminated, gamma^m) with R = sum_{k<m} gamma^k r_{t+k} and
+    m = n, so the target R + gamma^m max_a Q(s_{t+m}, a) is Sutton's (1988) n-step return as
+    Rainbow uses it (Hessel et al. 2018, equation 2). At the end of an episode the windows
+    still open are flushed with m < n: after a terminal state they do not bootstrap
+    (terminated = 1); after a truncation they bootstrap from the last state with gamma^m.
+    With n = 1 every transition passes straight through with R = r.
+    """
+
+    def __init__(self, memory: ReplayMemory, n: int, gamma: float):
+        self.memory = memory
+        self.n = n
+        self.gamma = gamma
+        self.pending: deque[tuple[np.ndarray, int, float]] = deque()  # (s_t, a_t, r_t), oldest first
+
+    def add(self, obs, action: int, reward: float, next_obs, terminated: bool, episode_end: bool) -> None:
+        """One env step. `episode_end`: the episode stops here (terminal, truncated or out of steps)."""
+        self.pending.append((obs if self.n == 1 else np.array(obs, copy=True), action, reward))
+        if terminated or episode_end:
+            while self.pending:
+                self._emit(next_obs, terminated)
+        elif len(self.pending) == self.n:
+            self._emit(next_obs, False)
+
+    def _emit(self, next_obs, terminated: bool) -> None:
+        """Store the oldest pending step with the return of every step pending after it."""
+        m = len(self.pending)
+        ret = sum(self.gamma**k * r for k, (_, _, r) in enumerate(self.pending)) if m > 1 else self.pending[0][2]
+        obs, action, _ = self.pending.popleft()
+        self.memory.add(obs, action, ret, next_obs, terminated, self.gamma**m)
+
+    def state_dict(self) -> dict:
+        return {"pending": [(np.array(o, copy=True), a, r) for o, a, r in self.pending]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pending = deque((np.array(o, copy=True), int(a), float(r)) for o, a, r in state["pending"])
 
 
 def replay_bytes(
@@ -390,7 +440,7 @@ def replay_bytes(
     """Memory the replay will allocate, computed before allocating it."""
     shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
     storage = FrameStackStorage if frame_stack else FlatStorage
-    per_transition = 8 + 4 + 4  # action, reward, terminated
+    per_transition = 8 + 4 + 4 + 4  # action, reward, terminated, discount
     trees = 2 * sum(level_sizes(capacity)) * 8 if prioritized else 0
     return storage.nbytes(capacity, shape, np.dtype(dtype)) + capacity * per_transition + trees
 

@@ -362,7 +362,7 @@ def results_data(
 ) -> dict[str, Any]:
     """The results.joblib dict. `seeds` holds one dict per seed with the keys of a seed result
     (seed, scores, steps, train_returns, epsilons, losses, best_score, best_episode, wall_time,
-    status, diverged; optionally mean_qs, max_qs, betas)."""
+    status, diverged; optionally mean_qs, max_qs, betas, updates, eval_steps, eval_scores)."""
     max_score, min_score, mean_score = curves
 
     def per_episode(key: str) -> np.ndarray:
@@ -385,6 +385,11 @@ def results_data(
         "mean_qs": per_episode("mean_qs"),
         "max_qs": per_episode("max_qs"),
         "betas": per_episode("betas"),
+        # With `eval_every_steps`: per seed, the env step of every evaluation and its score
+        # (seeds x evaluations, NaN-padded); seeds x 0 when the run evaluated after every episode.
+        "eval_steps": pad([s.get("eval_steps") or [] for s in seeds]),
+        "eval_scores": pad([s.get("eval_scores") or [] for s in seeds]),
+        "updates": np.array([s.get("updates", -1) for s in seeds]),  # gradient updates; -1: unknown
         "episodes": np.array([len(s["scores"]) for s in seeds]),
         "best_score": np.array([s["best_score"] for s in seeds], dtype=float),
         "best_episode": np.array([s["best_episode"] for s in seeds]),
@@ -441,6 +446,10 @@ class Run:
     mean_qs: np.ndarray | None = None  #: mean Q(s, a) of the episode's updates (NaN: unknown)
     max_qs: np.ndarray | None = None  #: largest |Q(s, a)| of the episode's updates
     betas: np.ndarray | None = None  #: PER importance-sampling exponent at the episode's end
+    #: With `eval_every_steps`: env step of each evaluation and its score, seeds x evaluations
+    #: (NaN-padded). Without it (or in older files) both are seeds x 0.
+    eval_steps: np.ndarray | None = None
+    eval_scores: np.ndarray | None = None
     episodes: np.ndarray | None = None  #: episodes trained per seed
     best_score: np.ndarray | None = None
     best_episode: np.ndarray | None = None  #: 1-based
@@ -551,6 +560,23 @@ def _strings(data: dict[str, Any], key: str, file: Path, n: int, default: str) -
     return tuple(value)
 
 
+def _evaluations(data: dict[str, Any], file: Path, n_seeds: int) -> dict[str, np.ndarray]:
+    """The step-scheduled evaluation tables, checked: both seeds x evaluations, same shape."""
+    if "eval_steps" not in data and "eval_scores" not in data:
+        return {"eval_steps": np.zeros((n_seeds, 0)), "eval_scores": np.zeros((n_seeds, 0))}
+    tables = {}
+    for key in ("eval_steps", "eval_scores"):
+        try:
+            tables[key] = np.asarray(data.get(key), dtype=float)
+        except (TypeError, ValueError):
+            raise _damaged(file, f"{key} is not numbers") from None
+        if tables[key].ndim != 2 or tables[key].shape[0] != n_seeds:
+            raise _damaged(file, f"{key} is not one row per seed")
+    if tables["eval_steps"].shape != tables["eval_scores"].shape:
+        raise _damaged(file, "eval_steps and eval_scores differ in shape")
+    return tables
+
+
 def run_from_data(data: Any, file: Path, name: str | None = None) -> Run:
     """Check a loaded result dict and build its typed view; a UserError names what is wrong."""
     file = Path(file)
@@ -650,6 +676,7 @@ def run_from_data(data: Any, file: Path, name: str | None = None) -> Run:
         mean_qs=_table(data, "mean_qs", file, shape, required=False),
         max_qs=_table(data, "max_qs", file, shape, required=False),
         betas=_table(data, "betas", file, shape, required=False),
+        **_evaluations(data, file, n_seeds),
         episodes=episodes, best_score=best_score, best_episode=best_episode,
         wall_time=_vector(data, "wall_time", file, n_seeds, default=math.nan),
         status=status, diverged=diverged, aggregated_seeds=tuple(int(s) for s in pooled),

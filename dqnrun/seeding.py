@@ -19,18 +19,21 @@ class Streams(NamedTuple):
     env: np.random.Generator  # reset seeds of the training episodes
     evaluation: np.random.Generator  # reset seeds of the evaluation episodes
     torch_seed: int  # network initialisation
+    noise_seed: int  # NoisyNet's noise (a torch.Generator); drawn from only when agent.noisy
 
 
 def streams(seed: int) -> Streams:
     """Derive the run's streams from `seed` with numpy's SeedSequence (statistically independent)."""
     root = np.random.SeedSequence(seed)
-    explore, replay, env, evaluation, init = root.spawn(5)
+    # spawn(6)'s first five children are spawn(5)'s: the noise stream changes no other stream.
+    explore, replay, env, evaluation, init, noise = root.spawn(6)
     return Streams(
         explore=np.random.default_rng(explore),
         replay=np.random.default_rng(replay),
         env=np.random.default_rng(env),
         evaluation=np.random.default_rng(evaluation),
         torch_seed=int(init.generate_state(1, dtype=np.uint64)[0] % (2**63)),
+        noise_seed=int(noise.generate_state(1, dtype=np.uint64)[0] % (2**63)),
     )
 
 

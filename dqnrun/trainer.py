@@ -22,7 +22,7 @@ from dqnrun.agent import Agent
 from dqnrun.config import Config
 from dqnrun.envs import config_env, frame_stack_of, storage_dtype
 from dqnrun.networks import NetworkSpec
-from dqnrun.replay import make_replay
+from dqnrun.replay import NStepAdder, make_replay
 from dqnrun.schedules import EpsilonSchedule, per_beta
 
 CHECKPOINT_FORMAT = "dqnrun-checkpoint"
@@ -75,6 +75,10 @@ class SeedResult:
     mean_qs: list[float] = field(default_factory=list)  # mean Q(s, a) of the episode's updates (nan: none)
     max_qs: list[float] = field(default_factory=list)  # largest |Q(s, a)| of the episode's updates
     betas: list[float] = field(default_factory=list)  # PER beta at the episode's end (nan: uniform)
+    updates: int = 0  # gradient updates so far
+    # With `eval_every_steps`: one entry per evaluation, at env steps eval_steps[i].
+    eval_steps: list[int] = field(default_factory=list)
+    eval_scores: list[float] = field(default_factory=list)
     best_score: float = -math.inf
     best_episode: int = 0  # 1-based; 0 = none yet
     best_state: dict[str, torch.Tensor] | None = None
@@ -137,7 +141,7 @@ def train_seed(
     torch.set_num_threads(1)
     a = config.agent
     rngs = seeding.streams(seed)
-    agent = Agent(spec, a, device, rngs.torch_seed)
+    agent = Agent(spec, a, device, rngs.torch_seed, rngs.noise_seed)
     epsilon = EpsilonSchedule(config.epsilon.max, config.epsilon.min, config.epsilon.decay_steps)
     env = config_env(config)
     eval_envs = [config_env(config) for _ in range(config.eval_episodes)]
@@ -147,12 +151,15 @@ def train_seed(
         prioritized=a.prioritized, alpha=config.per.alpha, eps=config.per.eps,
         dtype=storage_dtype(spec.obs_dtype), frame_padding=stack.padding if stack else None,
     )
+    adder = NStepAdder(replay, a.n_step, a.gamma)
 
     result = SeedResult(seed=seed)
     step = 0
     if resume is not None:
         agent.load_state_dict(resume["agent"])
         replay.load_state_dict(resume["replay"])
+        if "adder" in resume:
+            adder.load_state_dict(resume["adder"])
         rngs.explore.bit_generator.state = resume["rng"]["explore"]
         rngs.env.bit_generator.state = resume["rng"]["env"]
         rngs.evaluation.bit_generator.state = resume["rng"]["evaluation"]
@@ -169,6 +176,7 @@ def train_seed(
             "episode": len(result.scores),
             "agent": agent.state_dict(),
             "replay": replay.state_dict(),
+            "adder": adder.state_dict(),
             "rng": {
                 "explore": rngs.explore.bit_generator.state,
                 "env": rngs.env.bit_generator.state,
@@ -176,6 +184,13 @@ def train_seed(
             },
             "result": result.to_state(),
         })
+
+    def keep_if_best(score: float, number: int) -> None:
+        """Keep the online network if `score` beats every evaluation so far (episode `number`)."""
+        if score > result.best_score:
+            result.best_score = score
+            result.best_episode = number
+            result.best_state = {k: v.detach().cpu().clone() for k, v in agent.online.state_dict().items()}
 
     started = time.perf_counter() - result.wall_time
     result.status = "running"
@@ -195,30 +210,42 @@ def train_seed(
                 eps = epsilon(step)
                 action = agent.act(obs, eps, rngs.explore)
                 next_obs, reward, terminated, truncated, _ = env.step(action)
+                out_of_steps = config.max_steps is not None and step + 1 >= config.max_steps
                 # A time-limit truncation is not terminal: its target still bootstraps.
-                replay.add(obs, action, float(reward), next_obs, bool(terminated))
+                adder.add(obs, action, float(reward), next_obs, bool(terminated),
+                          episode_end=bool(terminated or truncated or out_of_steps))
                 episode_return += float(reward)
-                if len(replay) > a.memory_start_size:
+                # Every `train_freq`-th env step, `gradient_steps` updates (1 and 1: the lecture's).
+                if len(replay) > a.memory_start_size and (step + 1) % a.train_freq == 0:
                     beta = (per_beta(config.per.beta, config.per.beta_end, step, config.per.beta_steps, run_progress)
                             if a.prioritized else 1.0)  # uniform replay has no importance weights
-                    batch = replay.sample(a.batch_size, beta)
-                    learned = agent.update(batch)
-                    if a.prioritized:
-                        replay.update_priorities(batch.indices, learned.td_errors.cpu().numpy())
-                    loss_sum += learned.loss
-                    q_sum += learned.mean_q
-                    max_q = torch.maximum(max_q, learned.max_q)
-                    updates += 1
+                    for _ in range(a.gradient_steps):
+                        batch = replay.sample(a.batch_size, beta)
+                        learned = agent.update(batch)
+                        if a.prioritized:
+                            replay.update_priorities(batch.indices, learned.td_errors.cpu().numpy())
+                        loss_sum += learned.loss
+                        q_sum += learned.mean_q
+                        max_q = torch.maximum(max_q, learned.max_q)
+                        updates += 1
                 if step % a.target_update_steps == 0:
                     agent.sync_target()
                 step += 1
                 obs = next_obs
-                if terminated or truncated or (config.max_steps is not None and step >= config.max_steps):
+                if config.eval_every_steps is not None and step % config.eval_every_steps == 0:
+                    seeds = seeding.env_seeds(rngs.evaluation, config.eval_episodes)
+                    evaluated = float(evaluate(agent.greedy, eval_envs, seeds).mean())
+                    result.eval_steps.append(step)
+                    result.eval_scores.append(evaluated)
+                    keep_if_best(evaluated, len(result.scores) + 1)
+                if terminated or truncated or out_of_steps:
                     break
 
             if not a.prioritized:
                 beta = math.nan  # uniform replay has no importance weights
-            if config.eval_episodes:
+            if config.eval_every_steps is not None:
+                score = episode_return  # the curve per episode; the evaluations have their own
+            elif config.eval_episodes:
                 seeds = seeding.env_seeds(rngs.evaluation, config.eval_episodes)
                 score = float(evaluate(agent.greedy, eval_envs, seeds).mean())
             else:
@@ -235,10 +262,9 @@ def train_seed(
             result.max_qs.append(episode_max_q)
             result.betas.append(beta)
             number = episode + 1
-            if score > result.best_score:
-                result.best_score = score
-                result.best_episode = number
-                result.best_state = {k: v.detach().cpu().clone() for k, v in agent.online.state_dict().items()}
+            result.updates += updates
+            if config.eval_every_steps is None:
+                keep_if_best(score, number)
             result.wall_time = time.perf_counter() - started
             emit(EpisodeEnd(seed, number, config.episodes, step, score, result.best_score,
                             result.best_episode, episode_return, eps, mean_loss, mean_q, episode_max_q,

@@ -166,3 +166,29 @@ def test_list_shows_runs_in_progress_and_interrupted_ones(tiny_config, tmp_path)
     rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
     assert "training: episodes done 3: 4, 4: 2" in rows["live"] and "--resume" not in rows["live"]
     assert "interrupted: episodes done 3: 4, 4: 2 (dqnrun train --resume" in rows["stopped"]
+
+
+def test_rainbow_run_records_step_evaluations_and_warns_once_about_epsilon(tiny_config, tmp_path):
+    """A tiny Rainbow run with epsilon still on: one warning line, step-scheduled curves, a model
+    that `evaluate` plays greedily with the noise off."""
+    out = tmp_path / "results"
+    path = tiny_config("rb", variant="rainbow", eval_every_steps=50,
+                       agent={"v_min": 0.0, "v_max": 50.0, "atoms": 11})
+    result = train(str(path), "--out", str(out), "--jobs", "1", "--seeds", "3")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("warning: agent.noisy explores by itself") == 1
+    data = joblib.load(out / "rb" / "results.joblib")
+    steps = data["eval_steps"][0]
+    assert data["variant"] == "rainbow" and len(steps) == data["steps"][0][-1] // 50
+    np.testing.assert_array_equal(steps, 50 * np.arange(1, len(steps) + 1))
+    assert data["eval_scores"].shape == data["eval_steps"].shape
+    assert data["best_score"][0] == np.nanmax(data["eval_scores"][0])
+    from dqnrun.results import load_run
+
+    run = load_run(out / "rb")
+    np.testing.assert_array_equal(run.eval_steps, data["eval_steps"])
+    np.testing.assert_array_equal(run.eval_scores, data["eval_scores"])
+    model = torch.load(out / "rb" / "models" / "seed-3.pt", weights_only=True)
+    assert model["network"]["noisy"] and model["network"]["atoms"] == 11
+    evaluated = runner.invoke(app, ["evaluate", str(out / "rb"), "--episodes", "2"], env={"COLUMNS": "120"})
+    assert evaluated.exit_code == 0, evaluated.output

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from dqnrun.networks import NetworkSpec, QNetwork, choose_trunk, dueling_q
+from dqnrun.networks import NetworkSpec, NoisyLinear, QNetwork, choose_trunk, dueling_q
 
 
 def test_mlp_shape_and_layers():
@@ -102,3 +102,57 @@ def test_models_saved_before_images_still_load():
     state = {"trunk.0.weight": torch.zeros(16, 4), "trunk.0.bias": torch.zeros(16),
              "head.weight": torch.zeros(2, 16), "head.bias": torch.zeros(2)}
     QNetwork(spec).load_state_dict(state)
+
+
+def test_noisy_linear_init_and_noise_shapes():
+    torch.manual_seed(0)
+    layer = NoisyLinear(16, 3, sigma0=0.5)
+    bound = 1 / 16**0.5
+    assert layer.weight_mu.shape == (3, 16) and layer.bias_mu.shape == (3,)
+    assert layer.weight_mu.abs().max() <= bound and layer.bias_mu.abs().max() <= bound
+    assert (layer.weight_sigma == 0.5 * bound).all() and (layer.bias_sigma == 0.5 * bound).all()
+    layer.reset_noise(torch.Generator().manual_seed(4))
+    assert layer.eps_in.shape == (16,) and layer.eps_out.shape == (3,)  # p + q draws, not p * q
+    g = torch.randn(19, generator=torch.Generator().manual_seed(4))
+    f = g.sign() * g.abs().sqrt()  # f(x) = sgn(x) sqrt(|x|)
+    torch.testing.assert_close(layer.eps_in, f[:16], rtol=0, atol=0)
+    torch.testing.assert_close(layer.eps_out, f[16:], rtol=0, atol=0)
+
+
+def test_noisy_linear_output_against_the_factorised_formula():
+    torch.manual_seed(1)
+    layer = NoisyLinear(4, 3, sigma0=0.5)
+    with torch.no_grad():
+        layer.weight_sigma.uniform_(0, 1)  # make sigma matter in every entry
+        layer.bias_sigma.uniform_(0, 1)
+    layer.reset_noise(torch.Generator().manual_seed(2))
+    x = torch.randn(5, 4)
+    w = torch.empty(3, 4)
+    b = torch.empty(3)
+    for i in range(3):  # Fortunato et al. (2018), eqs. 10-11, one entry at a time
+        b[i] = layer.bias_mu[i] + layer.bias_sigma[i] * layer.eps_out[i]
+        for j in range(4):
+            w[i, j] = layer.weight_mu[i, j] + layer.weight_sigma[i, j] * layer.eps_out[i] * layer.eps_in[j]
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x, noise=True), x @ w.T + b)
+        torch.testing.assert_close(layer(x), x @ layer.weight_mu.T + layer.bias_mu)  # noise off: the means
+
+
+def test_noisy_distributional_dueling_network_shapes_and_saved_keys():
+    spec = NetworkSpec(4, 3, (16, 8), True, noisy=True, atoms=7, v_min=-1.0, v_max=1.0)
+    net = QNetwork(spec)
+    net.reset_noise(torch.Generator().manual_seed(0))
+    x = torch.randn(5, 4)
+    assert net.head_output(x, noise=True).shape == (5, 3, 7)
+    assert net(x).shape == net(x, noise=True).shape == (5, 3)
+    assert not torch.equal(net(x), net(x, noise=True))
+    # The noise is not part of a saved model: only the learned means and scales are.
+    assert not any("eps" in k for k in net.state_dict())
+    assert {k.split(".")[0] for k in net.state_dict()} == {"trunk", "value_head", "advantage_head"}
+
+
+def test_old_model_specs_load_with_the_new_switches_off():
+    spec = NetworkSpec.from_dict({"obs_dim": 4, "n_actions": 2, "hidden": [8], "dueling": False})
+    assert not spec.noisy and not spec.distributional
+    full = NetworkSpec(4, 2, (8,), True, noisy=True, noisy_sigma0=0.3, atoms=11, v_min=-2.0, v_max=2.0)
+    assert NetworkSpec.from_dict(full.to_dict()) == full

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dqnrun.replay import PrioritizedSampler, make_replay, replay_bytes
+from dqnrun.replay import NStepAdder, PrioritizedSampler, make_replay, replay_bytes
 
 
 def filled(n, capacity, prioritized=False, alpha=0.5, seed=0, obs_dim=3):
@@ -276,3 +276,109 @@ def test_observations_keep_their_dtype():
     frames.add(np.full((3, 3), 200, np.uint8), 0, 0.0, np.full((3, 3), 7, np.uint8), False)
     batch = frames.sample(2)
     assert batch.obs.dtype == torch.uint8 and int(batch.obs[0, 0, 0]) == 200 and int(batch.next_obs[0, 0, 0]) == 7
+
+
+# ---------------------------------------------------------------------------------------------
+# n-step returns: hand-made episodes, gamma 0.5 and rewards 1, 2, 4, 8 so every sum is exact.
+
+
+def play(adder, rewards, terminal_at=None, truncated_at=None, start=0):
+    """Feed one episode: states are [t] (t counted from `start`), action t % 2, reward rewards[t]."""
+    for t, r in enumerate(rewards):
+        s, s_next = np.array([start + t], np.float32), np.array([start + t + 1], np.float32)
+        terminated = t == terminal_at
+        end = terminated or t == truncated_at or t == len(rewards) - 1
+        adder.add(s, (start + t) % 2, float(r), s_next, terminated, episode_end=end)
+
+
+def stored(memory):
+    n = len(memory)
+    obs, next_obs = memory.storage.get(np.arange(n))
+    return [(float(obs[i, 0]), int(memory.actions[i]), float(memory.rewards[i]), float(next_obs[i, 0]),
+             bool(memory.terminated[i]), float(memory.discounts[i])) for i in range(n)]
+
+
+def nstep_memory(capacity=16):
+    return make_replay(capacity, 1, np.random.default_rng(0), "cpu")
+
+
+def test_nstep_returns_cut_at_a_terminal_state():
+    memory = nstep_memory()
+    play(NStepAdder(memory, 3, 0.5), [1, 2, 4, 8], terminal_at=3)
+    # (s_t, a_t, R = sum_k 0.5^k r_{t+k}, s_{t+m}, terminal, 0.5^m)
+    assert stored(memory) == [
+        (0, 0, 1 + 1 + 1, 3, False, 0.125),  # a full window: bootstraps from s_3 with gamma^3
+        (1, 1, 2 + 2 + 2, 4, True, 0.125),  # the terminal state cuts the rest
+        (2, 0, 4 + 4, 4, True, 0.25),
+        (3, 1, 8, 4, True, 0.5),
+    ]
+
+
+def test_nstep_returns_bootstrap_from_the_last_state_at_a_truncation():
+    memory = nstep_memory()
+    play(NStepAdder(memory, 3, 0.5), [1, 2, 4, 8], truncated_at=3)
+    assert stored(memory) == [
+        (0, 0, 3, 3, False, 0.125),
+        (1, 1, 6, 4, False, 0.125),
+        (2, 0, 8, 4, False, 0.25),  # two rewards, then gamma^2 Q(s_4, .)
+        (3, 1, 8, 4, False, 0.5),
+    ]
+
+
+def test_an_episode_shorter_than_n_and_the_next_episode_start_separately():
+    memory = nstep_memory()
+    adder = NStepAdder(memory, 4, 0.5)
+    play(adder, [1, 2], terminal_at=1)
+    play(adder, [4, 8, 4, 8, 4], truncated_at=4, start=10)
+    assert stored(memory) == [
+        (0, 0, 1 + 1, 2, True, 0.25),
+        (1, 1, 2, 2, True, 0.5),
+        # The second episode's windows start at its own first state, never reaching back.
+        (10, 0, 4 + 4 + 1 + 1, 14, False, 0.0625),
+        (11, 1, 8 + 2 + 2 + 0.5, 15, False, 0.0625),  # truncated: all flushed, bootstrapping
+        (12, 0, 4 + 4 + 1, 15, False, 0.125),  # from s_15 with m < n
+        (13, 1, 8 + 2, 15, False, 0.25),
+        (14, 0, 4, 15, False, 0.5),
+    ]
+
+
+def test_nstep_transitions_wrap_around_the_memory():
+    memory = nstep_memory(capacity=3)
+    play(NStepAdder(memory, 2, 0.5), [1, 2, 4, 8, 4], terminal_at=4)
+    # Five transitions into three slots: the last three win, at slots 0, 1, 2 after wrapping.
+    assert memory.cursor == 2 and len(memory) == 3
+    assert stored(memory) == [
+        (3, 1, 8 + 2, 5, True, 0.25),
+        (4, 0, 4, 5, True, 0.5),
+        (2, 0, 4 + 4, 4, False, 0.25),
+    ]
+
+
+def test_one_step_adder_stores_exactly_what_the_memory_would():
+    direct, through = nstep_memory(), nstep_memory()
+    adder = NStepAdder(through, 1, 0.9)
+    rng = np.random.default_rng(3)
+    for t in range(12):
+        s, s2, r = rng.random(1).astype(np.float32), rng.random(1).astype(np.float32), float(rng.normal())
+        direct.add(s, t % 2, r, s2, t == 5, 0.9)
+        adder.add(s, t % 2, r, s2, t == 5, episode_end=t in (5, 9))
+    for key in ("actions", "rewards", "terminated", "discounts"):
+        np.testing.assert_array_equal(getattr(direct, key), getattr(through, key))
+    for a, b in zip(direct.storage.get(np.arange(12)), through.storage.get(np.arange(12))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_pending_window_survives_a_checkpoint():
+    straight, resumed = nstep_memory(), nstep_memory()
+    a = NStepAdder(straight, 3, 0.5)
+    play(a, [1, 2, 4, 8, 4], truncated_at=4)
+    b = NStepAdder(resumed, 3, 0.5)
+    for t, r in enumerate([1, 2]):  # stop mid-episode with two steps pending
+        b.add(np.array([t], np.float32), t % 2, float(r), np.array([t + 1], np.float32), False, episode_end=False)
+    state = b.state_dict()
+    c = NStepAdder(resumed, 3, 0.5)
+    c.load_state_dict(state)
+    assert len(resumed) == 0 and len(c.pending) == 2
+    for t, r in list(enumerate([1, 2, 4, 8, 4]))[2:]:
+        c.add(np.array([t], np.float32), t % 2, float(r), np.array([t + 1], np.float32), False, episode_end=t == 4)
+    assert stored(resumed) == stored(straight)

@@ -9,6 +9,7 @@ from chain_env import register
 from tests_helpers import TINY_RAW
 
 from dqnrun.config import config_from_dict
+from dqnrun.experiment import plan
 from dqnrun.networks import NetworkSpec
 from dqnrun.trainer import evaluate, train_seed
 
@@ -44,6 +45,61 @@ def test_stop_and_resume_is_bitwise_identical(variant, stop_after):
     resumed = train_seed(c, 5, SPEC, resume=saved[0])
     assert resumed.status == "complete"
     same(resumed, straight)
+
+
+# Every new switch on at once, on both kinds of head and loss.
+ALL_ON = {
+    "rainbow": dict(variant="rainbow", eval_every_steps=60,
+                    agent={**TINY_RAW["agent"], "v_min": 0.0, "v_max": 50.0, "atoms": 11, "train_freq": 2,
+                           "gradient_steps": 2, "max_grad_norm": 5.0},
+                    epsilon={"max": 0.0, "min": 0.0, "decay_steps": 1}),
+    "huber-nstep-noisy": dict(variant="per",
+                              agent={**TINY_RAW["agent"], "n_step": 4, "noisy": True, "dueling": True,
+                                     "loss": "huber", "huber_delta": 2.0, "max_grad_norm": 1.0, "train_freq": 3,
+                                     "gradient_steps": 2}),
+}
+
+
+@pytest.mark.parametrize("switches", sorted(ALL_ON))
+@pytest.mark.parametrize("stop_after", [2, 7])
+def test_stop_and_resume_is_bitwise_identical_with_every_new_switch(switches, stop_after):
+    c = config(episodes=10, checkpoint_every=0, **ALL_ON[switches])
+    spec = plan(c, 1)
+    straight = train_seed(c, 5, spec)
+    saved, episodes = [], []
+    first = train_seed(c, 5, spec, emit=lambda e: episodes.append(e) if hasattr(e, "score") else None,
+                       should_stop=lambda: len(episodes) >= stop_after, save_checkpoint=saved.append)
+    assert first.status == "interrupted" and len(saved) == 1
+    resumed = train_seed(c, 5, spec, resume=saved[0])
+    same(resumed, straight)
+    assert (resumed.eval_steps, resumed.eval_scores, resumed.updates) == (
+        straight.eval_steps, straight.eval_scores, straight.updates)
+
+
+def chain_config(**changes):
+    env_id = register()
+    agent = {"memory_size": 100, "memory_start_size": 5, "batch_size": 4, **changes.pop("agent", {})}
+    return config(**{"env": env_id, "episodes": 3, "eval_episodes": 0, "window": 1, "agent": agent, **changes})
+
+
+@pytest.mark.parametrize("train_freq, gradient_steps, updates", [(1, 1, 25), (3, 2, 18), (4, 3, 18), (1, 2, 50)])
+def test_train_freq_and_gradient_steps_set_the_number_of_updates(train_freq, gradient_steps, updates):
+    # 3 episodes of 10 steps; the replay holds more than 5 transitions after env step 6, so the
+    # env steps that may update are 6..30: every train_freq-th of them, gradient_steps times.
+    c = chain_config(agent={"train_freq": train_freq, "gradient_steps": gradient_steps})
+    result = train_seed(c, 1, plan(c, 1))
+    assert result.updates == updates == gradient_steps * sum(
+        1 for s in range(6, 31) if s % train_freq == 0)
+
+
+def test_evaluation_every_n_env_steps_is_recorded_with_its_step():
+    c = chain_config(eval_every_steps=7, eval_episodes=2)
+    result = train_seed(c, 1, plan(c, 1))
+    assert result.eval_steps == [7, 14, 21, 28]
+    assert len(result.eval_scores) == 4 and all(0 <= score <= 10 for score in result.eval_scores)
+    assert result.scores == result.train_returns  # the per-episode curve is the training return
+    assert result.best_score == max(result.eval_scores)
+    assert result.best_episode == [1, 2, 3, 3][result.eval_scores.index(result.best_score)]
 
 
 def test_crash_between_checkpoints_resumes_from_the_last_one():
