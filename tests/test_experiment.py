@@ -106,8 +106,8 @@ def test_one_diverging_seed_is_marked_and_the_run_is_still_saved(tmp_path, monke
                 return result._replace(loss=torch.tensor(float("nan")))
             return result
 
-        def __init__(self, spec, config, device, torch_seed):
-            super().__init__(spec, config, device, torch_seed)
+        def __init__(self, spec, config, device, torch_seed, noise_seed=0):
+            super().__init__(spec, config, device, torch_seed, noise_seed)
             self.torch_seed = torch_seed
 
     monkeypatch.setattr(trainer, "Agent", PoisonedAgent)
