@@ -358,8 +358,7 @@ def compare(
     elif fmt == "markdown":
         typer.echo(tables.to_markdown(comparison, wide), nl=False)
     else:
-        for table in tables.rich_tables(comparison, last, wide):
-            tables.print_table(console, table, wide)
+        tables.print_comparison(console, comparison, last, wide)
     out = console if fmt == "table" else err_console
     written = []
     if plot_file is not None:

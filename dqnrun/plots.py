@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from dqnrun.errors import UserError  # noqa: E402
 from dqnrun.results import Run  # noqa: E402
@@ -43,11 +44,18 @@ BAND_LABELS = {
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
 # deficiency. Yellow comes last: it is faint on white.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
-LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)), (0, (3, 1, 1, 1)))
+LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (10, 3)), (0, (1, 3)), (0, (10, 2, 2, 2, 2, 2)))
 # Width x height per panel in inches and the font size: "column" for one column of a two-column
 # paper (3.3 in), "page" for the full text width (6.8 in).
 SIZES = {"column": ((3.3, 2.3), 8.0), "page": ((6.8, 3.4), 10.0)}
 GRID_POINTS = 200  # points of the common env-step grid of --x steps
+
+
+def thousands(value: float, _pos: int = 0) -> str:
+    """Tick labels of env steps: 20k, 1.5M."""
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:g}M"
+    return f"{value / 1e3:g}k" if abs(value) >= 1e3 else f"{value:g}"
 
 
 def style(i: int) -> dict:
@@ -197,6 +205,8 @@ def learning_curves(runs: Sequence[Run], x: str = "episodes", title: str | None 
             draw_threshold(ax, runs, panel_of, env, threshold, handles)
             ax.set_title(panel_title(env, windows) if title is None or len(panels) > 1 else title)
             ax.set_xlabel("Episodes" if x == "episodes" else "Env steps")
+            if x == "steps":
+                ax.xaxis.set_major_formatter(FuncFormatter(thousands))
             ax.set_ylabel("Evaluation score")
             ax.grid(alpha=0.3, linewidth=0.5)
             ax.margins(x=0)
@@ -205,10 +215,24 @@ def learning_curves(runs: Sequence[Run], x: str = "episodes", title: str | None 
         if band != "none" and handles:
             handles[BAND_LABELS[band]] = Patch(facecolor="0.5", alpha=0.35, linewidth=0)
         if handles:
-            ncols = 2 if size == "column" else min(len(handles), 4)
-            fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=ncols,
-                       frameon=False, handlelength=2.6)
+            fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                       ncols=legend_columns(list(handles), size), frameon=False, handlelength=2.6)
     return fig, notes
+
+
+def legend_columns(labels: list[str], size: str) -> int:
+    """As many legend columns as fit the figure's width, so the legend takes few rows.
+
+    Entries fill the columns top to bottom and each column is as wide as its longest entry: the
+    line sample (2.6 em), gaps (1.5 em) and the label (about 0.55 em a character).
+    """
+    (width, _), font = SIZES[size]
+    for ncols in range(len(labels), 1, -1):
+        rows = -(-len(labels) // ncols)
+        chunks = [labels[i : i + rows] for i in range(0, len(labels), rows)]
+        if sum(font * (4.1 + 0.55 * max(map(len, c))) for c in chunks) <= width * 72:
+            return ncols
+    return 1
 
 
 def draw_threshold(ax, runs: Sequence[Run], panel_of: list[str], env: str, threshold: float | str | None,
@@ -245,12 +269,13 @@ def performance_profile(per_variant: dict[str, Sequence[np.ndarray]], size: str 
             low, high = profile_band(per_env, taus)
             ax.fill_between(taus, low, high, color=st["color"], alpha=0.2, linewidth=0)
         ax.axvline(1.0, color="0.35", linewidth=0.9, linestyle=(0, (4, 2)), zorder=0)
-        ax.set_xlabel("Normalised score $\\tau$ (0 = random policy, 1 = reward threshold)")
-        ax.set_ylabel("Fraction of runs with score > $\\tau$")
+        ax.set_xlabel("Normalised score $\\tau$ (0: random policy, 1: reward threshold)"
+                      if size == "page" else "Normalised score $\\tau$\n(0: random policy, 1: reward threshold)")
+        ax.set_ylabel("Fraction of runs > $\\tau$")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3, linewidth=0.5)
-        ax.set_title(title or "Performance profile, 95% stratified bootstrap band")
-        fig.legend(loc="outside lower center", ncols=2 if size == "column" else min(len(per_variant), 4),
+        ax.set_title(title or "Performance profile (95% bootstrap CI)")
+        fig.legend(loc="outside lower center", ncols=legend_columns(list(per_variant), size),
                    frameon=False, handlelength=2.6)
     return fig
 

@@ -98,6 +98,7 @@ class Column:
     cell: Callable[[Summary], str]
     wide_only: bool = False
     numeric: bool = True
+    drop: int = 0  # on a narrow terminal, columns are hidden in this order (1 first; 0: never)
 
 
 def columns(comparison: Comparison, wide: bool) -> list[Column]:
@@ -110,14 +111,14 @@ def columns(comparison: Comparison, wide: bool) -> list[Column]:
     if multi_env:
         cols.append(Column("env", lambda s: s.env_id, numeric=False))
     cols += [
-        Column("seeds", seeds_cell, wide_only=not any(s.diverged for s in rows)),
-        Column("episodes", episodes_cell, wide_only=not any(s.episodes != s.run_episodes for s in rows)),
+        Column("seeds", seeds_cell, wide_only=not any(s.diverged for s in rows), drop=5),
+        Column("episodes", episodes_cell, wide_only=not any(s.episodes != s.run_episodes for s in rows), drop=4),
         Column("final", lambda s: num(s.final_mean)),
-        Column("95% CI", ci_cell),
-        Column("IQM", lambda s: num(s.iqm)),
+        Column("95% CI", ci_cell, drop=6),
+        Column("IQM", lambda s: num(s.iqm), drop=1),
         Column("best", lambda s: num(s.best), wide_only=True),
-        Column(target, reached_cell),
-        Column("reached", lambda s: "-" if s.reached is None else f"{s.reached}/{s.n_seeds}"),
+        Column(target, reached_cell, drop=3),
+        Column("reached", lambda s: "-" if s.reached is None else f"{s.reached}/{s.n_seeds}", drop=2),
         Column("AUC", lambda s: num(s.auc), wide_only=True),
         Column("env steps", lambda s: num(s.env_steps, 0), wide_only=True),
         Column("wall/seed", lambda s: seconds(s.wall_time), wide_only=True),
@@ -125,9 +126,13 @@ def columns(comparison: Comparison, wide: bool) -> list[Column]:
     if multi_env:
         cols.append(Column("norm.", lambda s: num(s.normalised, 2)))
     if comparison.baseline is not None and len(rows) > 1:
-        base = rows[comparison.baseline].name
-        cols.append(Column(f"P(>{base})", lambda s: num(s.p_improvement, 2)))
+        cols.append(Column(poi_header(comparison), lambda s: num(s.p_improvement, 2), drop=7))
     return [c for c in cols if wide or not c.wide_only]
+
+
+def poi_header(comparison: Comparison) -> str:
+    base = comparison.rows[comparison.baseline].name
+    return f"P(>{base})" if len(base) <= 10 else "P(>base)"
 
 
 def seeds_cell(s: Summary) -> str:
@@ -156,17 +161,22 @@ def cells(comparison: Comparison, wide: bool) -> tuple[list[Column], list[list[s
     return cols, [[c.cell(s) for c in cols] for s in comparison.rows]
 
 
-def title(comparison: Comparison, last: int | None) -> str:
+def title(comparison: Comparison, last: int | None, headers: list[str]) -> str:
     envs = comparison.envs
     where = f" on {envs[0]}" if len(envs) == 1 else ""
-    n_last = f"the last {last}" if last else "the last window of"
-    text = f"runs{where}: final = mean of {n_last} scores per seed, with its 95% bootstrap CI"
-    thresholds = {s.threshold for s in comparison.rows if not s.lecture} - {None}
-    if thresholds:
+    windows = {s.window for s in comparison.rows}
+    n_last = str(last) if last else (str(windows.pop()) if len(windows) == 1 else "<window>")
+    text = f"runs{where}: final = mean of each seed's last {n_last} scores"
+    if "95% CI" in headers:
+        text += ", 95% bootstrap CI over seeds"
+    if any(h.startswith("to ") for h in headers):
         text += "; to T = median episode at which the smoothed curve reached T"
-    if comparison.baseline is not None and len(comparison.rows) > 1:
-        text += f"; P(>A) = probability of improvement over A"
-    if len(envs) > 1:
+    if any(h.startswith("P(>") for h in headers):
+        if poi_header(comparison) == "P(>base)":
+            text += f"; P(>base) = probability of improvement over {comparison.rows[comparison.baseline].name}"
+        else:
+            text += "; P(>A) = probability of improvement over A"
+    if "norm." in headers:
         text += "; norm. = normalised final"
     return text
 
@@ -206,45 +216,63 @@ def markdown_table(headers: list[str], rows: list[list[str]], numeric: list[bool
     return "\n".join(out)
 
 
-def rich_tables(comparison: Comparison, last: int | None, wide: bool = False) -> list[Any]:
-    """The rich tables for the terminal: numbers never wrap or get cut; long run names fold."""
+def print_comparison(console: Any, comparison: Comparison, last: int | None, wide: bool = False) -> None:
+    """Print the tables on `console`. Numbers never wrap or get cut: on a narrow terminal the
+    less important columns are hidden (the title says which); with `wide` every column is shown,
+    wider than the terminal if need be."""
     from rich import box
     from rich.table import Table
 
-    cols, rows = cells(comparison, wide)
-    table = Table(title=title(comparison, last), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for c in cols:
-        if c.numeric:
-            table.add_column(c.header, justify="right", no_wrap=True)
-        else:
-            table.add_column(c.header, justify="left", overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    out = [table]
+    cols = columns(comparison, wide)
+    hidden: list[str] = []
+    while True:
+        table = Table(title=title(comparison, last, [c.header for c in cols]), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for c in cols:
+            if c.numeric:
+                table.add_column(c.header, justify="right", no_wrap=True)
+            else:
+                longest = max(len(c.cell(s)) for s in comparison.rows)
+                table.add_column(c.header, justify="left", overflow="fold", min_width=min(longest, 24))
+        for s in comparison.rows:
+            table.add_row(*[c.cell(s) for c in cols])
+        droppable = [c for c in cols if c.drop]
+        if wide or natural_width(console, table) <= console.width or not droppable:
+            break
+        victim = min(droppable, key=lambda c: c.drop)
+        hidden.append(victim.header)
+        cols = [c for c in cols if c is not victim]
+    if hidden:
+        table.title += f" ({', '.join(hidden)} hidden at this width; --wide shows every column)"
+    print_table(console, table, wide)
     if comparison.aggregates:
         headers, agg = aggregate_cells(comparison)
         t = Table(title=aggregate_title(), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         for i, h in enumerate(headers):
-            t.add_column(h, justify="left" if i == 0 else "right", no_wrap=i > 0,
-                         overflow="fold" if i == 0 else "ellipsis")
+            t.add_column(h, justify="left" if i == 0 else "right", no_wrap=i > 0, overflow="fold")
         for row in agg:
             t.add_row(*row)
+        print_table(console, t, wide)
         headers, norm = normalisation_cells(comparison)
         n = Table(title="normalisation", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         for i, h in enumerate(headers):
-            n.add_column(h, justify="right" if i in (1, 2) else "left", no_wrap=i in (1, 2))
+            n.add_column(h, justify="right" if i in (1, 2) else "left", no_wrap=i in (1, 2), overflow="fold")
         for row in norm:
             n.add_row(*row)
-        out += [t, n]
-    return out
+        print_table(console, n, wide)
+
+
+def natural_width(console: Any, table: Any) -> int:
+    """The width `table` takes when nothing has to wrap or be cut."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(10_000), table).maximum
 
 
 def print_table(console: Any, table: Any, wide: bool) -> None:
     """Print `table`; with `wide`, at its natural width even past the terminal's, never cut."""
     from rich.console import Console
-    from rich.measure import Measurement
 
-    width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    width = natural_width(console, table)
     if not wide or width <= console.width:
         console.print(table)
         return

@@ -96,6 +96,11 @@ def test_the_table_fits_80_columns_without_cutting_a_value(trained, tmp_path, mo
     rows = csv_rows(invoke("compare", str(trained / "dqn"), str(long), "--format", "csv"))
     for row in rows:
         assert f"{float(row['final']):,.1f}" in result.output
+    monkeypatch.setattr(console, "width", 50)
+    narrow = invoke("compare", str(trained / "dqn"), str(long))
+    assert "…" not in narrow.output and max(len(line) for line in narrow.output.splitlines()) <= 50
+    assert "hidden at this width" in narrow.output and "--wide shows every column" in narrow.output
+    monkeypatch.setattr(console, "width", 80)
     wide = invoke("compare", str(trained / "dqn"), str(long), "--wide", columns=80)
     assert "…" not in wide.output and "env steps" in wide.output and "ddqn+per" in wide.output
 

@@ -86,6 +86,14 @@ def test_threshold_line_is_the_environments_or_a_given_score():
     assert fig.axes[0].lines[-1].get_ydata()[0] == 450.0 and "score 450" in legend_texts(fig)
 
 
+def test_legend_columns_fit_the_width_and_step_ticks_read_in_thousands():
+    from dqnrun.plots import legend_columns, thousands
+
+    assert legend_columns(["dqn", "ddqn", "per", "dueling"], "page") == 4
+    assert legend_columns(["a-very-long-run-label-number-one", "a-very-long-run-label-number-two"], "column") == 1
+    assert [thousands(v) for v in (500, 20_000, 1_500_000)] == ["500", "20k", "1.5M"]
+
+
 def test_column_size_is_one_column_wide():
     fig, _ = learning_curves([fake_run("dqn")], size="column")
     assert fig.get_size_inches()[0] == pytest.approx(3.3)
