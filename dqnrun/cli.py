@@ -150,6 +150,109 @@ def train(
 
 
 # ---------------------------------------------------------------------------------------------
+# sweep
+
+
+@app.command()
+@user_errors
+def sweep(
+    sweep_path: Optional[Path] = typer.Argument(None, metavar="SWEEP", help="Sweep file, e.g. sweeps/lecture.yaml."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the points, seeds and budget; train nothing."),
+    set_: List[str] = typer.Option([], "--set", "-s", help=SET_HELP + " Applies to every point."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds of every point, e.g. 1-5 (overrides the sweep's)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Seeds trained at once, across all points (default: cores)."),
+    scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
+    device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
+    out: Path = typer.Option(Path("results"), help="Directory that holds the sweep's directory."),
+    name: Optional[str] = typer.Option(None, help="Sweep directory name (default: the sweep's `name`)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing sweep of the same name."),
+    resume: Optional[Path] = typer.Option(None, help="Continue an interrupted sweep directory; finished points and seeds are kept."),
+) -> None:
+    """Run a study: every point of a sweep file (a grid and/or a list of points) with its seeds,
+    all in one pool of workers; each point is a run directory under results/<sweep>/.
+
+    [b]Examples[/b]
+
+      dqnrun sweep sweeps/lecture.yaml --dry-run
+
+      dqnrun sweep sweeps/dueling-lr-tau.yaml --seeds 1-5 --scheduler local:4
+
+      dqnrun sweep --resume results/dueling-lr-tau
+
+      dqnrun compare results/dueling-lr-tau
+    """
+    from dqnrun import sweep as sweeps
+    from dqnrun.config import parse_seeds
+    from dqnrun.console import LiveSweep, PointRow, SweepDisplay, console
+    from dqnrun.workers import WorkerFault
+
+    seed_list = parse_seeds(seeds) if seeds is not None else None
+    if resume is not None and (sweep_path is not None or set_ or seeds or name or force or dry_run):
+        raise UserError("--resume takes only the sweep directory (and --jobs/--scheduler/--device): "
+                        "its points keep their configs")
+    if dry_run:
+        if sweep_path is None:
+            raise UserError("missing SWEEP: e.g. `dqnrun sweep sweeps/lecture.yaml --dry-run`")
+        print_sweep(sweeps.load_sweep(sweep_path, set_, seed_list, name))
+        return
+    plan = sweeps.start_sweep(sweep_path, overrides=set_, seeds=seed_list, name=name, out=out, force=force,
+                              resume=resume, jobs=jobs, device=device, scheduler=scheduler)
+    for note in plan.notes:
+        console.print(f"[yellow]{note}[/yellow]")
+    where = f"Dask scheduler {scheduler}" if scheduler else f"{plan.jobs} job{'s' if plan.jobs > 1 else ''}"
+    pending = sum(len(r.todo) for r in plan.runs)
+    console.print(f"[bold]{plan.manifest.name}[/bold]: {len(plan.manifest.points)} points, {pending} seeds to train"
+                  + (f" ({len(plan.finished)} points already complete)" if plan.finished else "")
+                  + f", {where} -> {plan.sweep_dir}")
+    display = SweepDisplay(f"sweep {plan.manifest.name}", [
+        PointRow(r.run_dir.name, len(r.todo), r.config.episodes, r.config.smoothing_window) for r in plan.runs])
+    try:
+        with LiveSweep(display) as live:
+            outcomes = sweeps.execute_sweep(plan, live.handle)
+    except WorkerFault as exc:
+        console.print(f"[red]{exc}; continue with `dqnrun sweep --resume {plan.sweep_dir}`[/red]")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print(f"[yellow]aborted: progress since each seed's last checkpoint is lost; "
+                      f"continue with `dqnrun sweep --resume {plan.sweep_dir}`[/yellow]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    unfinished = [o for o in outcomes if o.run is None]
+    if unfinished:
+        console.print(f"[yellow]interrupted: {len(outcomes) - len(unfinished) + len(plan.finished)} of "
+                      f"{len(plan.manifest.points)} points complete, the others checkpointed; "
+                      f"continue with `dqnrun sweep --resume {plan.sweep_dir}`[/yellow]")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    console.print(f"saved [bold]{plan.sweep_dir}[/bold] ({len(plan.manifest.points)} points); "
+                  f"compare them with `dqnrun compare {plan.sweep_dir}`")
+
+
+def print_sweep(sweep: Any) -> None:
+    """The --dry-run listing: one row per point with its swept values, and the budget."""
+    from rich import box
+    from rich.table import Table
+
+    from dqnrun.console import console
+    from dqnrun.sweep import budget
+
+    b = budget(sweep)
+    table = Table(title=f"sweep {sweep.name} from {sweep.source}", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("point")
+    for key in sweep.swept:
+        table.add_column(key)
+    for col in ("variant", "seeds", "episodes"):
+        table.add_column(col, justify="right" if col != "variant" else "left")
+    for p in sweep.points:
+        seeds = list(p.config.seeds)
+        table.add_row(p.name, *(str(p.values.get(k, "-")) for k in sweep.swept), p.config.variant,
+                      f"{len(seeds)} ({', '.join(map(str, seeds[:6]))}{', ...' if len(seeds) > 6 else ''})",
+                      str(p.config.episodes))
+    console.print(table)
+    steps = "unbounded env steps" if b["env_steps"] is None else f"at most {b['env_steps']:,} env steps"
+    console.print(f"{b['points']} points, {b['runs']} seed runs, {b['episodes']:,} episodes, {steps}; "
+                  f"nothing trained (--dry-run)")
+
+
+# ---------------------------------------------------------------------------------------------
 # config
 
 
@@ -197,9 +300,10 @@ def load_runs(args: list[str], root: Path) -> tuple[list[Any], list[str]]:
     """The runs named by `args` (or every run under `root`), each once, and notes."""
     from dqnrun.results import load_run, resolve_runs
     from dqnrun.stats import run_key
+    from dqnrun.sweep import expand_runs
 
     runs, notes, seen = [], [], set()
-    for path in resolve_runs(args, root):
+    for path in resolve_runs(expand_runs(args), root):
         run = load_run(path)
         key = run_key(run)
         if key in seen:

@@ -199,3 +199,80 @@ def seed_summary(run: Run) -> Table:
 def error(message: str) -> None:
     err_console.print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
 
+
+
+@dataclass
+class PointRow:
+    """A sweep point's progress: seeds done, episodes, current and best smoothed score."""
+
+    name: str
+    seeds: int
+    episodes: int  # per seed
+    window: int
+    done: int = 0
+    progress: dict[int, int] = field(default_factory=dict)  # seed -> episodes done
+    scores: dict[int, list[float]] = field(default_factory=dict)
+    current: float = math.nan
+    best: float = math.nan
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, EpisodeEnd):
+            self.progress[event.seed] = event.episode
+            self.scores.setdefault(event.seed, []).append(event.score)
+            recent = [sum(s[-self.window:]) / len(s[-self.window:]) for s in self.scores.values() if s]
+            self.current = sum(recent) / len(recent)
+            if not self.best >= self.current:  # also when best is nan
+                self.best = self.current
+        elif isinstance(event, SeedEnd) and event.status in ("complete", "diverged"):
+            self.done += 1
+
+
+class SweepDisplay:
+    """Live table of a sweep, one row per point, updated from the points' trainer events."""
+
+    def __init__(self, title: str, rows: list[PointRow]):
+        self.title = title
+        self.rows = {r.name: r for r in rows}
+
+    def handle(self, point: str, event: Event) -> None:
+        self.rows[point].handle(event)
+
+    def render(self) -> Table:
+        table = Table(title=self.title, title_justify="left", expand=False)
+        for col in ("point", "seeds done", "episodes", "smoothed score", "best smoothed"):
+            table.add_column(col, justify="left" if col == "point" else "right")
+        for r in self.rows.values():
+            trained = sum(r.progress.values())
+            table.add_row(r.name, f"{r.done}/{r.seeds}", f"{trained:,}/{r.seeds * r.episodes:,}" if trained else "-",
+                          fmt_score(r.current), fmt_score(r.best))
+        return table
+
+
+class LiveSweep:
+    """Context manager: a rich Live view of a SweepDisplay (a line per finished seed when not a terminal)."""
+
+    def __init__(self, display: SweepDisplay, out: Console = console):
+        self.display = display
+        self.out = out
+        self.live = Live(display.render(), console=out, refresh_per_second=2, transient=False) \
+            if out.is_terminal else None
+
+    def __enter__(self) -> "LiveSweep":
+        if self.live:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live:
+            self.live.update(self.display.render())
+            self.live.__exit__(*exc)
+
+    def handle(self, point: str, event: Event) -> None:
+        self.display.handle(point, event)
+        if self.live:
+            self.live.update(self.display.render())
+        elif isinstance(event, SeedEnd):
+            row = self.display.rows[point]
+            self.out.print(f"{point}: seed {event.seed} {event.status} after {row.progress.get(event.seed, 0)} "
+                           f"episodes ({row.done}/{row.seeds} seeds done), smoothed score {fmt_score(row.current)}, "
+                           f"best {fmt_score(row.best)}")

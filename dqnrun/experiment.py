@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -481,20 +482,41 @@ def execute(run_plan: RunPlan, on_event: Callable[[Event], None] | None = None) 
     Ctrl-C or SIGTERM stops the seeds at the end of their episode with a checkpoint; the outcome
     then lists the unfinished seeds and `start_run(resume=...)` continues them.
     """
-    recorder = Recorder(run_plan)
+    handle = None if on_event is None else (lambda plan, event: on_event(event))
+    return execute_many([run_plan], handle)[0]
 
-    def handle(event: Event) -> None:
-        recorder.handle(event)
+
+def execute_many(
+    run_plans: Sequence[RunPlan],
+    on_event: Callable[[RunPlan, Event], None] | None = None,
+    jobs: int | None = None,
+) -> list[Outcome]:
+    """Train the seeds of several runs in one pool of chunk tasks (a sweep), then assemble each
+    run whose seeds all finished. `jobs` defaults to the first plan's; so does the scheduler."""
+    if not run_plans:
+        return []
+    recorders = {id(p): Recorder(p) for p in run_plans}
+    todo = [SeedsToRun(p.run_dir, p.config, p.spec, tuple(p.todo)) for p in run_plans]
+    by_run = {id(t): p for t, p in zip(todo, run_plans)}
+
+    def handle(run: SeedsToRun, event: Event) -> None:
+        plan = by_run[id(run)]
+        recorders[id(plan)].handle(event)
         if on_event is not None:
-            on_event(event)
+            on_event(plan, event)
 
+    first = run_plans[0]
     try:
-        with RunDir(run_plan.run_dir).training():
-            run_seeds(run_plan.config, run_plan.todo, run_plan.spec, run_plan.run_dir, run_plan.jobs,
-                      run_plan.device, handle, run_plan.scheduler)
+        with ExitStack() as stack:
+            for p in run_plans:
+                stack.enter_context(RunDir(p.run_dir).training())
+            run_many(todo, jobs or first.jobs, first.device, handle, first.scheduler)
     finally:
-        recorder.close()
-    unfinished = pending_seeds(run_plan.run_dir, run_plan.config)  # diverged seeds are finished too
-    if unfinished:
-        return Outcome(run_plan.run_dir, None, unfinished)
-    return Outcome(run_plan.run_dir, assemble(run_plan.run_dir, run_plan.config, run_plan.device), [])
+        for recorder in recorders.values():
+            recorder.close()
+    outcomes = []
+    for p in run_plans:
+        unfinished = pending_seeds(p.run_dir, p.config)  # diverged seeds are finished too
+        run = None if unfinished else assemble(p.run_dir, p.config, p.device)
+        outcomes.append(Outcome(p.run_dir, run, unfinished))
+    return outcomes

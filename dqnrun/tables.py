@@ -36,9 +36,19 @@ def _number(value: Any) -> Any:
     return int(value) if value.is_integer() and abs(value) < 2**53 else round(value, 4)
 
 
+def swept(comparison: Comparison) -> dict[str, dict[str, str]]:
+    """Runs that are points of a sweep: the swept keys (`sweep.variant` where the key is also a
+    column of its own) and each run's value, by run path."""
+    from dqnrun.sweep import swept_columns
+
+    columns = swept_columns([s.path for s in comparison.rows if not s.lecture])
+    return {(f"sweep.{k}" if k in RECORD_KEYS else k): v for k, v in columns.items()}
+
+
 def records(comparison: Comparison) -> list[dict[str, Any]]:
     """One plain dict per run, numbers as numbers (None where there is none)."""
     base = comparison.rows[comparison.baseline].name if comparison.baseline is not None else None
+    sweep_values = swept(comparison)
     out = []
     for s in comparison.rows:
         ci = s.final_ci if s.final_ci is not None and (s.n_seeds or 0) > 1 else (None, None)
@@ -51,13 +61,14 @@ def records(comparison: Comparison) -> list[dict[str, Any]]:
             "to_threshold": _number(s.to_threshold), "reached": s.reached, "never": s.never,
             "auc": _number(s.auc), "env_steps": _number(s.env_steps), "wall_time_s": _number(s.wall_time),
             "baseline": base, "p_improvement": _number(s.p_improvement), "normalised": _number(s.normalised),
+            **{key: values.get(s.path) for key, values in sweep_values.items()},
         })
     return out
 
 
 def to_csv(comparison: Comparison) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=RECORD_KEYS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=[*RECORD_KEYS, *swept(comparison)], lineterminator="\n")
     writer.writeheader()
     for record in records(comparison):
         writer.writerow({k: "" if v is None else v for k, v in record.items()})
@@ -107,6 +118,8 @@ def columns(comparison: Comparison, wide: bool) -> list[Column]:
     thresholds = {s.threshold for s in rows if not s.lecture}
     target = f"to {num(thresholds.pop(), 0)}" if len(thresholds) == 1 and None not in thresholds else "to thr."
     cols = [Column("run", lambda s: s.name, numeric=False)]
+    for key, values in swept(comparison).items():  # a sweep's points: their swept values
+        cols.append(Column(key.rsplit(".", 1)[-1], lambda s, v=values: v.get(s.path, "-"), numeric=False))
     cols.append(Column("variant", lambda s: s.variant, wide_only=True, numeric=False))
     if multi_env:
         cols.append(Column("env", lambda s: s.env_id, numeric=False))
