@@ -178,7 +178,7 @@ def load_sweep(
             specs.append((point.get("name"), values, point_base))
 
     swept = _swept([values for _, values, _ in specs])
-    names = _names([(given, {k: v for k, v in values.items() if k in swept}) for given, values, _ in specs], source)
+    names = _names([(given, {k: values[k] for k in swept if k in values}) for given, values, _ in specs], source)
     built = []
     for point_name, (given, values, point_base) in zip(names, specs):
         extra = [*common_overrides, *(_as_override(k, v) for k, v in values.items() if k != "config"),
@@ -189,13 +189,14 @@ def load_sweep(
             config = load_config(point_base, extra)
         except UserError as exc:
             raise UserError(f"{source}: point {point_name!r}: {exc}") from None
-        built.append(Point(point_name, {k: v for k, v in values.items() if k in swept}, config))
+        built.append(Point(point_name, {k: values[k] for k in swept if k in values}, config))
     return Sweep(sweep_name, source, tuple(swept), tuple(built))
 
 
 def _swept(all_values: list[dict[str, Any]]) -> list[str]:
-    """Keys whose values differ between points (all keys of a single point)."""
+    """Keys whose values differ between points (all keys of a single point), `config` first."""
     keys = list(dict.fromkeys(k for values in all_values for k in values))
+    keys.sort(key=lambda k: k != "config")  # the base config first, then file order
     if len(all_values) == 1:
         return keys
     return [k for k in keys if len({repr(v.get(k)) for v in all_values}) > 1]

@@ -374,8 +374,30 @@ def check_scheduler(scheduler: str, jobs: int | None) -> None:
     """Fail early on a --scheduler that cannot work (bad local:N, Dask not installed)."""
     if jobs is not None:
         raise UserError("--jobs is for local processes; with --scheduler the cluster's workers decide")
-    parse_local(scheduler)
+    if parse_local(scheduler) is None:
+        probe(scheduler)
     import_distributed()
+
+
+def probe(address: str) -> None:
+    """Fail in one line, before anything is written, when nothing listens at a tcp:// address."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme != "tcp":
+        return  # tls://, ucx://, ...: Dask's own connection says what is wrong
+    try:
+        host, port = parts.hostname, parts.port or 8786
+    except ValueError:
+        raise UserError(f"--scheduler {address!r}: expected tcp://HOST:PORT or local:N") from None
+    if not host:
+        raise UserError(f"--scheduler {address!r}: expected tcp://HOST:PORT or local:N")
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Dask scheduler at {address} ({exc.strerror or exc}); "
+                        "is `dask scheduler` running there?") from None
 
 
 def parse_local(address: str) -> int | None:
