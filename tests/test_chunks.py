@@ -37,7 +37,7 @@ def test_chunk_ends_on_multiples_of_checkpoint_every():
     assert chunk_end(config, 0) == 7
 
 
-@pytest.mark.parametrize("variant", ["ddqn", "per", "dueling"])
+@pytest.mark.parametrize("variant", ["ddqn", "per", "dueling", "rainbow"])
 def test_a_chain_of_chunks_gives_the_numbers_of_one_straight_run(variant):
     config, spec = tiny(variant=variant, episodes=7, checkpoint_every=3)
     straight = train_seed(config, 3, spec)
