@@ -87,3 +87,16 @@ def test_a_checkpoint_of_another_seed_is_refused():
     data = run_chunk(ChunkTask(config, 3, spec, "cpu", None)).checkpoint
     with pytest.raises(UserError, match="another seed or config"):
         run_chunk(ChunkTask(config, 4, spec, "cpu", data))
+
+
+def test_a_chain_of_rainbow_chunks_gives_the_numbers_of_one_straight_run():
+    """Every new switch on: the noise generator, the n-step adder and the step-scheduled
+    evaluations travel in the checkpoint bytes (read with weights_only)."""
+    config, spec = tiny(variant="rainbow", episodes=7, checkpoint_every=2, eval_every_steps=40,
+                        agent={**TINY_RAW["agent"], "atoms": 11, "v_max": 50.0, "train_freq": 2, "gradient_steps": 2,
+                               "max_grad_norm": 5.0})
+    straight = train_seed(config, 3, spec)
+    result = chain(config, spec, 3)[-1].result
+    for key in (*KEYS, "eval_steps", "eval_scores", "updates"):
+        np.testing.assert_array_equal(getattr(result, key), getattr(straight, key))
+    assert all(torch.equal(result.best_state[k], straight.best_state[k]) for k in straight.best_state)

@@ -15,7 +15,7 @@ from dqnrun.errors import UserError
 CONFIGS = Path(__file__).parent.parent / "configs"
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads_and_round_trips(path, tmp_path):
     config = load_config(path)
     again = tmp_path / "again.yaml"
@@ -129,3 +129,31 @@ def test_a_window_longer_than_the_run_shrinks_to_fit():
     c = config_from_dict({"variant": "dqn", "episodes": 10, "window": 25})
     assert c.window == 25 and c.smoothing_window == 10
     assert config_from_dict({"variant": "dqn", "episodes": 30}).smoothing_window == 25
+
+
+ABLATION = CONFIGS / "ablation"
+COMPONENTS = {"double": ("double", True), "per": ("prioritized", True), "dueling": ("dueling", True),
+              "nstep": ("n_step", 3), "c51": ("distributional", True), "noisy": ("noisy", True)}
+
+
+def switches(config):
+    return {name: getattr(config.agent, key) == on for name, (key, on) in COMPONENTS.items()}
+
+
+def test_ablation_configs_add_or_remove_exactly_one_component():
+    configs = {p.stem: load_config(p) for p in ABLATION.glob("*.yaml")}
+    assert len(configs) == 2 + 2 * len(COMPONENTS)
+    rainbow = load_config(CONFIGS / "rainbow.yaml")
+    assert configs["abl-rainbow"].agent == rainbow.agent and configs["abl-rainbow"].epsilon == rainbow.epsilon
+    assert not any(switches(configs["abl-dqn"]).values()) and all(switches(rainbow).values())
+    for name in COMPONENTS:
+        assert switches(configs[f"abl-dqn+{name}"]) == {n: n == name for n in COMPONENTS}
+        assert switches(configs[f"abl-rainbow-no-{name}"]) == {n: n != name for n in COMPONENTS}
+    # Everything but the six switches (and exploration, which NoisyNet replaces) is shared.
+    keys = {key for key, _ in COMPONENTS.values()}
+    shared = [{k: v for k, v in c.to_dict()["agent"].items() if k not in keys} for c in configs.values()]
+    assert all(s == shared[0] for s in shared)
+    for c in configs.values():
+        assert (c.epsilon.max == 0.0) == c.agent.noisy
+        assert {k: v for k, v in c.to_dict().items() if k not in ("name", "variant", "agent", "epsilon")} == {
+            k: v for k, v in rainbow.to_dict().items() if k not in ("name", "variant", "agent", "epsilon")}
