@@ -21,17 +21,21 @@ __version__ = "0.1.0"
 __all__ = ["train", "load_run", "load_policy", "Config", "load_config", "UserError", "Run", "Policy",
            "__version__"]
 
-from dqnrun.config import Config, load_config
 from dqnrun.errors import UserError
-from dqnrun.results import Run, load_run
 
 if TYPE_CHECKING:
+    from dqnrun.config import Config, load_config
+    from dqnrun.results import Run, load_run
     from dqnrun.trainer import Event
     from dqnrun.watch import Policy
 
+# Loaded on first use (PEP 562), so that `import dqnrun` and `dqnrun --help` stay fast.
+_LAZY = {"Config": "dqnrun.config", "load_config": "dqnrun.config", "Run": "dqnrun.results",
+         "load_run": "dqnrun.results", "Policy": "dqnrun.watch"}
+
 
 def train(
-    config: str | Path | dict[str, Any] | Config,
+    config: "str | Path | dict[str, Any] | Config",
     *,
     overrides: Sequence[str] = (),
     seeds: Sequence[int] | None = None,
@@ -41,7 +45,7 @@ def train(
     device: str = "auto",
     on_event: Callable[["Event"], None] | None = None,
     scheduler: str | None = None,
-) -> Run:
+) -> "Run":
     """Train every seed of a config and return the finished run (what `dqnrun train` does).
 
     `config` is a YAML path, a plain dict (the YAML's structure) or a `Config`; `overrides` are
@@ -84,9 +88,14 @@ def load_policy(run_or_model_path: str | Path, seed: int | None = None, which: s
 
 
 def __getattr__(name: str) -> Any:
-    # Policy lives with torch; import it only when asked for (PEP 562).
-    if name == "Policy":
-        from dqnrun.watch import Policy
+    if name in _LAZY:
+        import importlib
 
-        return Policy
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'dqnrun' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -160,6 +160,10 @@ class LiveTraining:
             self.live.update(self.display.render())
         elif isinstance(event, SeedEnd):
             row = self.display.rows[event.seed]
+            if row.start is None:  # stopped before this process trained an episode of it
+                where = f"after episode {row.episode}" if row.episode else "before its first episode"
+                self.out.print(f"seed {event.seed}: {event.status} {where}")
+                return
             self.out.print(f"seed {event.seed}: {event.status} after {row.episode} episodes, "
                            f"{row.steps:,} env steps, best {fmt_score(row.best)} at episode {row.best_episode}"
                            + (f" ({event.message})" if event.message and event.status != "complete" else ""))

@@ -42,6 +42,8 @@ def test_resumed_seeds_say_where_they_continue():
     assert display.rows[3].episode == 25 and display.rows[3].status == "resumes after episode 25"
     with LiveTraining(display, out) as live:
         live.handle(episode(3, 50, 5000, 10.0, episodes=300))
+        live.handle(SeedEnd(4, "interrupted", "stopped"))
     text = out.export_text()
+    assert "seed 4: interrupted before its first episode" in text
     assert "seed 3: resumes after episode 25" in text
     assert "seed 3: episode 50/300, 5,000 steps" in text and "500 steps/s" in text and "run ETA" in text
