@@ -463,7 +463,7 @@ class Recorder:
                    "beta": event.beta, "wall_time": event.wall_time}
             self.metrics[event.seed].append(row)
             if self.tb is not None:
-                self.tb.episode(event.seed, row, rate)
+                self.tb.episode(event.seed, row, rate, event.evaluations)
         elif isinstance(event, SeedEnd):
             self.metrics[event.seed].close()
             if self.tb is not None:

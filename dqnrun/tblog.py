@@ -26,6 +26,7 @@ TAGS = {
     "beta": "per/beta",
 }
 RATE_TAG = "speed/env_steps_per_s"
+PERIODIC_TAG = "eval/score_every_n_steps"  # evaluations every `eval_every_steps` env steps
 
 
 def require_tensorboard() -> None:
@@ -52,9 +53,13 @@ class TensorBoardLog:
         purge = resumed_at_step + 1 if resumed_at_step else None
         self.writers[seed] = SummaryWriter(log_dir=str(self.run_dir.tb(seed)), purge_step=purge, flush_secs=5)
 
-    def episode(self, seed: int, row: dict[str, Any], steps_per_s: float) -> None:
-        """Log one metrics row (what is unknown, e.g. the loss before updates start, is skipped)."""
+    def episode(self, seed: int, row: dict[str, Any], steps_per_s: float,
+                evaluations: tuple[tuple[int, float], ...] = ()) -> None:
+        """Log one metrics row (what is unknown, e.g. the loss before updates start, is skipped)
+        and the evaluations every N env steps that happened during the episode."""
         writer = self.writers[seed]
+        for at, score in evaluations:
+            writer.add_scalar(PERIODIC_TAG, score, at)
         step = int(row["env_steps"])
         for column, tag in TAGS.items():
             value = row.get(column)

@@ -50,6 +50,7 @@ class EpisodeEnd:
     max_q: float = math.nan  # largest |Q(s, a)| over the episode's updates
     beta: float = math.nan  # PER importance-sampling exponent (nan: uniform replay)
     wall_time: float = 0.0  # seconds this seed has trained, across resumes
+    evaluations: tuple[tuple[int, float], ...] = ()  # (env step, score) of evaluations every N steps in it
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,7 @@ def train_seed(
             max_q = torch.zeros((), device=agent.device)
             beta = math.nan
             updates = 0
+            evaluations = []
             while True:
                 eps = epsilon(step)
                 action = agent.act(obs, eps, rngs.explore)
@@ -237,6 +239,7 @@ def train_seed(
                     evaluated = float(evaluate(agent.greedy, eval_envs, seeds).mean())
                     result.eval_steps.append(step)
                     result.eval_scores.append(evaluated)
+                    evaluations.append((step, evaluated))
                     keep_if_best(evaluated, len(result.scores) + 1)
                 if terminated or truncated or out_of_steps:
                     break
@@ -268,7 +271,7 @@ def train_seed(
             result.wall_time = time.perf_counter() - started
             emit(EpisodeEnd(seed, number, config.episodes, step, score, result.best_score,
                             result.best_episode, episode_return, eps, mean_loss, mean_q, episode_max_q,
-                            beta, result.wall_time))
+                            beta, result.wall_time, tuple(evaluations)))
 
             if updates and not (math.isfinite(mean_loss) and math.isfinite(float(max_q))):
                 result.status = "diverged"

@@ -56,3 +56,18 @@ def test_without_the_tensorboard_package_the_option_names_the_install(tiny_confi
     assert result.output.strip().splitlines() == [
         'error: TensorBoard logging needs the tensorboard package: pip install "dqnrun[tensorboard]"']
     assert not (tmp_path / "tiny").exists()  # checked before the run directory is claimed
+
+
+def test_evaluations_every_n_steps_are_logged_at_their_steps(tiny_config, tmp_path):
+    from dqnrun.results import load_run
+    from dqnrun.tblog import PERIODIC_TAG
+
+    config = tiny_config(eval_every_steps=25, episodes=5, seeds=[3])
+    result = runner.invoke(app, ["train", str(config), "--out", str(tmp_path), "--jobs", "1", "--tensorboard"])
+    assert result.exit_code == 0, result.output
+    run = load_run(tmp_path / "tiny")
+    logged = scalars(RunDir(run.run_dir).tb(3))[PERIODIC_TAG]
+    n = int((~np.isnan(run.eval_steps[0])).sum())
+    assert n >= 2
+    assert [e.step for e in logged] == run.eval_steps[0, :n].astype(int).tolist()
+    np.testing.assert_allclose([e.value for e in logged], run.eval_scores[0, :n], rtol=1e-6)
