@@ -2,8 +2,8 @@
 
 The client (this process) hands out chunk tasks (`chunks.run_chunk`), takes their results as
 they complete, has the caller write every file, and hands out each seed's next chunk. Workers
-write nothing. Local workers stream their events as they happen; Dask workers send a chunk's
-events with its result. Ctrl-C or SIGTERM stops handing out chunks and asks the running ones
+write nothing. Workers stream their events as they happen (Dask through a distributed.Queue,
+and with each chunk's result too). Ctrl-C or SIGTERM stops handing out chunks and asks the running ones
 to checkpoint at the end of their episode. A worker that dies costs its chunk, which runs again
 from the seed's last checkpoint with the same numbers. Dask is imported only for `scheduler`.
 """
@@ -343,15 +343,20 @@ class LocalPool:
 
 # ---------------------------------------------------------------------------------------------
 # Dask: the same chunk tasks as Dask tasks. The scheduler reruns a task whose worker died; the
-# stop flag is a distributed.Event that chunks look at between episodes.
+# stop flag is a distributed.Event that chunks look at between episodes; events stream through
+# a distributed.Queue and come back with each chunk's result as well.
 
 
-def dask_chunk(task: ChunkTask, stop_name: str) -> ChunkResult:
-    """A chunk on a Dask worker; its events come back with its result."""
+def dask_chunk(task: ChunkTask, token: int, names: tuple[str, str]) -> ChunkResult:
+    """A chunk on a Dask worker. Its events go to the client live through a distributed.Queue
+    (best effort: they also come back with the result, which is what counts)."""
     from distributed import Event as DaskEvent
+    from distributed import Queue as DaskQueue
 
-    flag = DaskEvent(stop_name)
+    stop_name, events_name = names
+    flag, events = DaskEvent(stop_name), DaskQueue(events_name)
     asked = [0.0, False]
+    live = [True]
 
     def should_stop() -> bool:
         now = time.monotonic()
@@ -359,7 +364,14 @@ def dask_chunk(task: ChunkTask, stop_name: str) -> ChunkResult:
             asked[0], asked[1] = now, flag.is_set()
         return asked[1]
 
-    return run_chunk(task, should_stop=should_stop)
+    def emit(event: Event) -> None:
+        if live[0]:
+            try:
+                events.put((token, event), timeout=5)
+            except Exception:  # noqa: BLE001 - the display can wait for the chunk's end
+                live[0] = False
+
+    return run_chunk(task, emit=emit, should_stop=should_stop)
 
 
 def import_distributed() -> Any:
@@ -437,8 +449,10 @@ class DaskPool:
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise UserError(f"cannot reach the Dask scheduler at {self.address} ({reason[:120]}); "
                                 "is `dask scheduler` running there?") from None
-        self.stop_name = f"dqnrun-stop-{uuid.uuid4().hex}"
-        self.flag = d.Event(self.stop_name, client=self.client)
+        run_id = uuid.uuid4().hex
+        self.names = (f"dqnrun-stop-{run_id}", f"dqnrun-events-{run_id}")
+        self.flag = d.Event(self.names[0], client=self.client)
+        self.events = d.Queue(self.names[1], client=self.client)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -461,18 +475,24 @@ class DaskPool:
         return self.threads - len(self.futures)
 
     def submit(self, token: int, task: ChunkTask) -> None:
-        self.futures[token] = self.client.submit(dask_chunk, task, self.stop_name, pure=False,
+        self.futures[token] = self.client.submit(dask_chunk, task, token, self.names, pure=False,
                                                  key=f"dqnrun-chunk-{task.seed}-{uuid.uuid4().hex}")
 
     def stop(self) -> None:
         self.flag.set()
 
     def poll(self, timeout: float) -> list[tuple[str, Any, Any]]:
+        messages: list[tuple[str, Any, Any]] = []
+        try:
+            for token, event in self.events.get(batch=True):
+                messages.append(("event", token, event))
+        except Exception:  # noqa: BLE001 - live events are a nicety; results carry them too
+            pass
         done = [t for t, f in self.futures.items() if f.done()]
         if not done:
-            time.sleep(timeout)
-            return []
-        messages: list[tuple[str, Any, Any]] = []
+            if not messages:
+                time.sleep(timeout)
+            return messages
         for token in done:
             future = self.futures.pop(token)
             if future.status == "finished":
