@@ -54,7 +54,8 @@ class AgentConfig:
 class EpsilonConfig:
     max: float = _doc("exploration rate at step 0", 1.0)
     min: float = _doc("exploration rate after decay_steps", 0.3)
-    decay_steps: int = _doc("env steps of the lecture's log-space decay", 20_000)
+    decay_steps: int = _doc("env steps of the decay", 20_000)
+    schedule: str = _doc("log (the lecture's log-space decay) or linear (SB3's and RL Zoo's)", "log")
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 OPTIMIZERS = ("rmsprop", "adam")
 NETWORK_TYPES = ("auto", "mlp", "cnn")
+EPSILON_SCHEDULES = ("log", "linear")
 CNN_STACKS = ("auto", "nature", "minatar")
 LOSSES = ("mse", "huber")
 
@@ -381,6 +383,9 @@ def _validate(c: Config, source: str) -> None:
          f"eval_every_steps must be >= 1 or null, got {c.eval_every_steps}"),
         (c.eval_every_steps is None or c.eval_episodes >= 1,
          "eval_every_steps needs eval_episodes >= 1 (the episodes of each evaluation)"),
+        (e.schedule in EPSILON_SCHEDULES,
+         f"epsilon.schedule {e.schedule!r} is unknown{_did_you_mean(e.schedule, EPSILON_SCHEDULES)} "
+         f"(one of: {', '.join(EPSILON_SCHEDULES)})"),
         (p.alpha >= 0, f"per.alpha must be >= 0, got {p.alpha}"),
         (0.0 <= p.beta <= 1.0 and 0.0 <= p.beta_end <= 1.0,
          f"per.beta and per.beta_end must be in [0, 1], got {p.beta} and {p.beta_end}"),

@@ -43,3 +43,21 @@ def per_beta(beta: float, beta_end: float, step: int, beta_steps: int | None, ru
     """
     progress = step / beta_steps if beta_steps is not None else run_progress
     return linear(beta, beta_end, progress)
+
+
+class LinearEpsilon:
+    """epsilon(step) falling linearly from `eps_max` to `eps_min` over `decay_steps`, then flat:
+    Stable-Baselines3's DQN exploration (RL Zoo's `exploration_fraction` x `n_timesteps` steps)."""
+
+    def __init__(self, eps_max: float, eps_min: float, decay_steps: int):
+        self.eps_max, self.eps_min, self.decay_steps = eps_max, eps_min, decay_steps
+
+    def __call__(self, step: int) -> float:
+        if step >= self.decay_steps:
+            return self.eps_min
+        return linear(self.eps_max, self.eps_min, step / self.decay_steps)
+
+
+def epsilon_schedule(kind: str, eps_max: float, eps_min: float, decay_steps: int) -> EpsilonSchedule | LinearEpsilon:
+    """The exploration schedule `epsilon.schedule` names: "log" (the lecture's) or "linear"."""
+    return (LinearEpsilon if kind == "linear" else EpsilonSchedule)(eps_max, eps_min, decay_steps)

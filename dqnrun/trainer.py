@@ -23,7 +23,7 @@ from dqnrun.config import Config
 from dqnrun.envs import config_env, frame_stack_of, storage_dtype
 from dqnrun.networks import NetworkSpec
 from dqnrun.replay import NStepAdder, make_replay
-from dqnrun.schedules import EpsilonSchedule, per_beta
+from dqnrun.schedules import epsilon_schedule, per_beta
 
 CHECKPOINT_FORMAT = "dqnrun-checkpoint"
 
@@ -143,7 +143,8 @@ def train_seed(
     a = config.agent
     rngs = seeding.streams(seed)
     agent = Agent(spec, a, device, rngs.torch_seed, rngs.noise_seed)
-    epsilon = EpsilonSchedule(config.epsilon.max, config.epsilon.min, config.epsilon.decay_steps)
+    e = config.epsilon
+    epsilon = epsilon_schedule(e.schedule, e.max, e.min, e.decay_steps)
     env = config_env(config)
     eval_envs = [config_env(config) for _ in range(config.eval_episodes)]
     stack = frame_stack_of(env)

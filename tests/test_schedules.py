@@ -41,3 +41,12 @@ def test_per_beta_by_steps_or_by_run_progress():
     assert per_beta(0.4, 1.0, step=500, beta_steps=1000, run_progress=0.0) == pytest.approx(0.7)
     assert per_beta(0.4, 1.0, step=5000, beta_steps=1000, run_progress=0.0) == 1.0
     assert per_beta(0.4, 1.0, step=10**6, beta_steps=None, run_progress=0.25) == pytest.approx(0.55)
+
+
+def test_linear_epsilon_is_sb3s_schedule():
+    from dqnrun.schedules import LinearEpsilon, epsilon_schedule
+
+    eps = epsilon_schedule("linear", 1.0, 0.1, 1000)
+    assert isinstance(eps, LinearEpsilon)
+    assert eps(0) == 1.0 and eps(1000) == eps(5000) == 0.1
+    assert abs(eps(500) - 0.55) < 1e-12 and abs(eps(120) - (1.0 - 0.9 * 0.12)) < 1e-12
