@@ -192,3 +192,30 @@ def test_rainbow_run_records_step_evaluations_and_warns_once_about_epsilon(tiny_
     assert model["network"]["noisy"] and model["network"]["atoms"] == 11
     evaluated = runner.invoke(app, ["evaluate", str(out / "rb"), "--episodes", "2"], env={"COLUMNS": "120"})
     assert evaluated.exit_code == 0, evaluated.output
+
+
+HEAVY_MODULES = ("torch", "gymnasium", "matplotlib", "numpy", "yaml", "pandas", "scipy", "joblib")
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["train", "--help"], ["compare", "--help"]])
+def test_help_and_the_package_import_nothing_heavy(argv):
+    """`dqnrun --help` answers in a fraction of a second: neither the package nor the CLI module
+    loads torch, the environments, plotting or numpy until a command needs them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        f"sys.argv = ['dqnrun', *{argv!r}]\n"
+        "import dqnrun, dqnrun.cli\n"
+        "if len(sys.argv) > 1:\n"
+        "    try:\n"
+        "        dqnrun.cli.app()\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"print(' '.join(m for m in {HEAVY_MODULES!r} if m in sys.modules), file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr.strip() == ""
+    if argv:
+        assert "Usage" in out.stdout
