@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from dqnrun.config import AgentConfig
 from dqnrun.networks import NetworkSpec, QNetwork
+from dqnrun.optim import FastStep
 from dqnrun.replay import Batch
 
 
@@ -133,9 +134,11 @@ class Agent:
         self.target.requires_grad_(False)
         params = self.online.parameters()
         if config.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, foreach=True)
+            optimizer = torch.optim.Adam(params, lr=config.learning_rate, foreach=True)
         else:
-            self.optimizer = torch.optim.RMSprop(params, lr=config.learning_rate, foreach=True)
+            optimizer = torch.optim.RMSprop(params, lr=config.learning_rate, foreach=True)
+        # torch's update, bitwise, without its per-step overhead; state_dicts are torch's own.
+        self.optimizer = FastStep(optimizer)
         self._online_params = list(self.online.parameters())
         self._target_params = list(self.target.parameters())
         self.noisy = spec.noisy
@@ -233,7 +236,7 @@ class Agent:
         return UpdateResult(loss.detach(), kl, q.abs().max(), q.mean())
 
     def _step(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         loss.backward()
         if self.config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self._online_params, self.config.max_grad_norm, foreach=True)

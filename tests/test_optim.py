@@ -1,0 +1,120 @@
+"""FastStep against torch.optim: bitwise the same parameters and state, step after step."""
+
+import copy
+
+import pytest
+import torch
+
+from dqnrun.networks import NetworkSpec, QNetwork
+from dqnrun.optim import FastStep
+
+OPTIMIZERS = {
+    "rmsprop": lambda params: torch.optim.RMSprop(params, lr=1e-3, foreach=True),
+    "adam": lambda params: torch.optim.Adam(params, lr=1e-3, foreach=True),
+}
+
+
+def network(dueling=False):
+    torch.manual_seed(3)
+    return QNetwork(NetworkSpec(4, 2, (64, 32), dueling))
+
+
+def loss_of(net, step):
+    g = torch.Generator().manual_seed(step)
+    x = torch.randn(16, 4, generator=g)
+    y = torch.randn(16, 2, generator=g)
+    # Dead units give zero gradients for some rows, as in a real run; some steps large ones.
+    return ((net(x) - y * (1 + 10 * (step % 7 == 0))) ** 2).mean()
+
+
+def train(net, opt, steps, start=0):
+    for step in range(start, start + steps):
+        opt.zero_grad()
+        loss_of(net, step).backward()
+        opt.step()
+
+
+def assert_bitwise(a, b):
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+
+
+def assert_same_state(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    assert sa["state"].keys() == sb["state"].keys()
+    for i in sa["state"]:
+        assert sa["state"][i].keys() == sb["state"][i].keys()
+        for k in sa["state"][i]:
+            assert torch.equal(sa["state"][i][k], sb["state"][i][k]), (i, k)
+
+
+@pytest.mark.parametrize("kind", ["rmsprop", "adam"])
+@pytest.mark.parametrize("dueling", [False, True])
+def test_fast_step_is_bitwise_torchs_over_many_steps(kind, dueling):
+    reference = network(dueling)
+    fast = copy.deepcopy(reference)
+    torch_opt = OPTIMIZERS[kind](reference.parameters())
+    fast_opt = FastStep(OPTIMIZERS[kind](fast.parameters()))
+    train(reference, torch_opt, 60)
+    train(fast, fast_opt, 60)
+    assert_bitwise(reference, fast)
+    assert_same_state(torch_opt, fast_opt)
+    assert int(fast_opt.state_dict()["state"][0]["step"]) == 60
+
+
+@pytest.mark.parametrize("kind", ["rmsprop", "adam"])
+def test_state_dicts_load_across_both_ways_and_continue_exactly(kind):
+    reference = network()
+    torch_opt = OPTIMIZERS[kind](reference.parameters())
+    train(reference, torch_opt, 20)
+
+    # torch's checkpoint into FastStep, then FastStep's back into torch.
+    fast = copy.deepcopy(reference)
+    fast_opt = FastStep(OPTIMIZERS[kind](fast.parameters()))
+    fast_opt.load_state_dict(copy.deepcopy(torch_opt.state_dict()))
+    train(reference, torch_opt, 15, start=20)
+    train(fast, fast_opt, 15, start=20)
+    assert_bitwise(reference, fast)
+
+    back = copy.deepcopy(fast)
+    back_opt = OPTIMIZERS[kind](back.parameters())
+    back_opt.load_state_dict(copy.deepcopy(fast_opt.state_dict()))
+    train(reference, torch_opt, 15, start=35)
+    train(back, back_opt, 15, start=35)
+    assert_bitwise(reference, back)
+    # Loading into FastStep again mid-run replaces the state it had cached.
+    fast_opt.load_state_dict(copy.deepcopy(back_opt.state_dict()))
+    fast.load_state_dict(back.state_dict())
+    train(reference, torch_opt, 5, start=50)
+    train(fast, fast_opt, 5, start=50)
+    assert_bitwise(reference, fast)
+    assert_same_state(torch_opt, fast_opt)
+
+
+@pytest.mark.parametrize("kind", ["rmsprop", "adam"])
+def test_a_parameter_without_gradient_falls_back_to_torchs_step(kind):
+    reference = network()
+    fast = copy.deepcopy(reference)
+    torch_opt = OPTIMIZERS[kind](reference.parameters())
+    fast_opt = FastStep(OPTIMIZERS[kind](fast.parameters()))
+    for net, opt in ((reference, torch_opt), (fast, fast_opt)):
+        train(net, opt, 3)
+        last = list(net.parameters())[-1]
+        opt.zero_grad()
+        loss_of(net, 3).backward()
+        last.grad = None  # torch skips it: no update, its step count stays
+        opt.step()
+        train(net, opt, 3, start=4)
+    assert_bitwise(reference, fast)
+    assert_same_state(torch_opt, fast_opt)
+
+
+def test_non_default_options_use_torchs_step():
+    reference = network()
+    fast = copy.deepcopy(reference)
+    torch_opt = torch.optim.RMSprop(reference.parameters(), lr=1e-3, momentum=0.9, centered=True, foreach=True)
+    fast_opt = FastStep(torch.optim.RMSprop(fast.parameters(), lr=1e-3, momentum=0.9, centered=True, foreach=True))
+    train(reference, torch_opt, 10)
+    train(fast, fast_opt, 10)
+    assert_bitwise(reference, fast)
