@@ -367,6 +367,9 @@ def start_run(
         spec = plan(cfg, jobs)
         if files.is_finished() and not files.pending_seeds(cfg.seeds):
             raise UserError(f"{files.path} is already complete; nothing to resume")
+        if files.is_training():
+            raise UserError(f"{files.path} is being trained by another process ({files.training_owner()}); "
+                            f"stop it first, or wait for it to finish")
     else:
         if config is None:
             raise UserError("missing CONFIG: e.g. `dqnrun train configs/ddqn.yaml` (or --resume RUN_DIR)")

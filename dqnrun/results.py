@@ -190,6 +190,14 @@ class RunDir:
         finally:
             self.training_marker.unlink(missing_ok=True)
 
+    def training_owner(self) -> str:
+        """Who trains the run, in words (from the marker)."""
+        try:
+            pid, host = self.training_marker.read_text().split()
+        except (OSError, ValueError):
+            return "unknown"
+        return f"process {pid} on {host}"
+
     def is_training(self) -> bool:
         """True while a live process trains this run (a marker left by a killed one does not count)."""
         import socket

@@ -143,3 +143,20 @@ def test_metrics_rows_are_on_disk_when_each_episode_ends(tmp_path):
     experiment.execute(run_plan, on_event)
     assert [(e, n) for e, n, _, _ in seen] == [(e, e) for e in range(1, 7)]
     assert all(abs(a - b) <= 1e-5 * abs(b) for _, _, a, b in seen)
+
+
+def test_resume_refuses_a_run_another_process_is_training(tmp_path):
+    import os
+    import socket
+
+    from dqnrun import experiment
+    from dqnrun.errors import UserError
+    from dqnrun.results import RunDir
+
+    run_plan = experiment.start_run({**TINY_RAW, "name": "busy"}, out=tmp_path, jobs=1)
+    files = RunDir(run_plan.run_dir)
+    files.training_marker.write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    with pytest.raises(UserError, match=f"is being trained by another process \\(process {os.getpid()} on "):
+        experiment.start_run(resume=files.path)
+    files.training_marker.write_text(f"{2**22 + 12345} {socket.gethostname()}\n")  # a process that died
+    assert experiment.start_run(resume=files.path).todo == [3, 4]

@@ -71,3 +71,21 @@ def test_evaluations_every_n_steps_are_logged_at_their_steps(tiny_config, tmp_pa
     assert n >= 2
     assert [e.step for e in logged] == run.eval_steps[0, :n].astype(int).tolist()
     np.testing.assert_allclose([e.value for e in logged], run.eval_scores[0, :n], rtol=1e-6)
+
+
+def test_a_resumed_seed_replaces_what_was_logged_after_its_checkpoint(tmp_path):
+    from dqnrun.tblog import TensorBoardLog
+
+    run = RunDir(tmp_path / "run")
+    log = TensorBoardLog(run)
+    log.start(7)
+    for step, score in ((10, 1.0), (20, 2.0), (30, 3.0)):  # step 30 came after the checkpoint
+        log.episode(7, {"env_steps": step, "score": score}, float("nan"))
+    log.close_all()
+    log = TensorBoardLog(run)
+    log.start(7, resumed_at_step=20)
+    for step, score in ((30, 3.5), (40, 4.0)):
+        log.episode(7, {"env_steps": step, "score": score}, float("nan"))
+    log.close_all()
+    logged = scalars(run.tb(7))[TAGS["score"]]
+    assert [(e.step, e.value) for e in logged] == [(10, 1.0), (20, 2.0), (30, 3.5), (40, 4.0)]
