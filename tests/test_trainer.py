@@ -149,3 +149,27 @@ def test_evaluation_steps_all_episodes_together():
     returns = evaluate(policy, envs, [1, 2, 3])
     np.testing.assert_array_equal(returns, [10.0, 10.0, 10.0])
     assert batches == [3] * 10  # one forward pass per step for all three episodes
+
+
+# Stacked uint8 frames: the replay's frame store (with n-step transitions held aside) and the CNN.
+FRAMES = dict(env="custom_envs:dqnrun-test/Grid-v0", env_kwargs={"channels": 1},
+              wrappers=[{"name": "FrameStackObservation", "stack_size": 3}],
+              agent={**TINY_RAW["agent"], "memory_size": 300, "memory_start_size": 20, "batch_size": 8})
+
+
+@pytest.mark.parametrize("switches", [{}, {"variant": "per", "agent": {**FRAMES["agent"], "n_step": 3}}])
+def test_frame_store_trains_bitwise_like_whole_stacks_and_resumes_exactly(monkeypatch, switches):
+    import dqnrun.trainer
+
+    c = config(episodes=12, checkpoint_every=0, **{**FRAMES, **switches})
+    spec = plan(c, 1)
+    assert spec.trunk == "minatar" and spec.obs_shape == (3, 6, 6, 1)
+    straight = train_seed(c, 5, spec)
+    saved, episodes = [], []
+    first = train_seed(c, 5, spec, emit=lambda e: episodes.append(e) if hasattr(e, "score") else None,
+                       should_stop=lambda: len(episodes) >= 5, save_checkpoint=saved.append)
+    assert first.status == "interrupted"
+    same(train_seed(c, 5, spec, resume=saved[0]), straight)
+    # The same run storing whole stacks (nothing was evicted: 72 steps in a memory of 300).
+    monkeypatch.setattr(dqnrun.trainer, "frame_stack_of", lambda env: None)
+    same(train_seed(c, 5, spec), straight)
