@@ -127,7 +127,8 @@ def train(
     if run_plan.tensorboard:
         console.print(f"TensorBoard: tensorboard --logdir {run_dir.parent}")
     display = TrainingDisplay(title=f"{config.name} ({config.variant}, {config.env})", seeds=run_plan.todo,
-                              episodes=config.episodes, resumed_from=run_plan.resumed_from, jobs=run_plan.jobs)
+                              episodes=config.episodes, resumed_from=run_plan.resumed_from, jobs=run_plan.jobs,
+                              max_steps=config.max_steps)
     try:
         with LiveTraining(display) as live:
             outcome = experiment.execute(run_plan, live.handle)

@@ -78,6 +78,7 @@ class TrainingDisplay:
     episodes: int
     resumed_from: dict[int, int] = field(default_factory=dict)
     jobs: int = 1
+    max_steps: int | None = None  # a seed also ends at this many env steps
     rows: dict[int, SeedRow] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -113,8 +114,17 @@ class TrainingDisplay:
         if not paces:
             return math.nan
         mean_pace = sum(paces.values()) / len(paces)
-        left = [paces.get(r.seed, mean_pace) * max(0, r.episodes - r.episode)
-                for r in self.rows.values() if not r.finished]
+        # With max_steps, a seed ends at whichever limit comes first: its steps left at its pace.
+        step_paces = {r.seed: r.wall_time / r.steps for r in self.rows.values() if r.steps and r.wall_time > 0}
+        mean_step_pace = sum(step_paces.values()) / len(step_paces) if step_paces else math.nan
+
+        def time_left(r: SeedRow) -> float:
+            by_episodes = paces.get(r.seed, mean_pace) * max(0, r.episodes - r.episode)
+            if self.max_steps is None:
+                return by_episodes
+            return min(by_episodes, step_paces.get(r.seed, mean_step_pace) * max(0, self.max_steps - r.steps))
+
+        left = [time_left(r) for r in self.rows.values() if not r.finished]
         return max(sum(left) / max(1, self.jobs), max(left)) if left else 0.0
 
     def render(self) -> Table:

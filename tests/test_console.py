@@ -36,6 +36,13 @@ def test_speed_and_eta_by_hand():
     assert fmt_eta(3725) == "1h02m" and fmt_eta(75) == "1m15s"
 
 
+def test_eta_stops_at_max_steps_when_that_comes_first():
+    display = TrainingDisplay("t", seeds=[1], episodes=100_000, max_steps=1_000)
+    display.handle(episode(1, 2, 200, 4.0, episodes=100_000))
+    # 2 s per episode would leave 199,996 s; 800 steps left at 0.02 s per step is 16 s.
+    assert display.eta() == 16.0
+
+
 def test_resumed_seeds_say_where_they_continue():
     out = Console(width=200, record=True, force_terminal=False)
     display = TrainingDisplay("t", seeds=[3, 4], episodes=300, resumed_from={3: 25})
