@@ -206,7 +206,8 @@ def sweep(
                   + (f" ({len(plan.finished)} points already complete)" if plan.finished else "")
                   + f", {where} -> {plan.sweep_dir}")
     display = SweepDisplay(f"sweep {plan.manifest.name}", [
-        PointRow(r.run_dir.name, len(r.todo), r.config.episodes, r.config.smoothing_window) for r in plan.runs])
+        PointRow(r.run_dir.name, len(r.config.seeds), r.config.episodes, r.config.smoothing_window,
+                 done=len(r.config.seeds) - len(r.todo)) for r in plan.runs])
     try:
         with LiveSweep(display) as live:
             outcomes = sweeps.execute_sweep(plan, live.handle)

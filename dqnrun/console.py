@@ -253,11 +253,11 @@ class SweepDisplay:
 
     def render(self) -> Table:
         table = Table(title=self.title, title_justify="left", expand=False)
-        for col in ("point", "seeds done", "episodes", "smoothed score", "best smoothed"):
+        for col in ("point", "seeds done", "episodes trained", "smoothed score", "best smoothed"):
             table.add_column(col, justify="left" if col == "point" else "right")
         for r in self.rows.values():
             trained = sum(r.progress.values())
-            table.add_row(r.name, f"{r.done}/{r.seeds}", f"{trained:,}/{r.seeds * r.episodes:,}" if trained else "-",
+            table.add_row(r.name, f"{r.done}/{r.seeds}", f"{trained:,}" if trained else "-",
                           fmt_score(r.current), fmt_score(r.best))
         return table
 

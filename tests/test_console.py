@@ -54,3 +54,19 @@ def test_resumed_seeds_say_where_they_continue():
     assert "seed 4: interrupted before its first episode" in text
     assert "seed 3: resumes after episode 25" in text
     assert "seed 3: episode 50/300, 5,000 steps" in text and "500 steps/s" in text and "run ETA" in text
+
+
+def test_sweep_display_line_per_point_smooths_over_the_window_and_counts_finished_seeds():
+    from dqnrun.console import PointRow, SweepDisplay
+    from dqnrun.trainer import EpisodeEnd, SeedEnd
+
+    display = SweepDisplay("sweep", [PointRow("a", seeds=3, episodes=50, window=4, done=1), PointRow("b", 3, 50, 4)])
+    for seed, scores in ((1, [1.0, 2.0, 3.0, 4.0, 5.0]), (2, [10.0, 20.0])):
+        for i, score in enumerate(scores, 1):
+            display.handle("a", EpisodeEnd(seed, i, 50, 10 * i, score, max(scores[:i]), 1, 0.0, 0.5))
+    row = display.rows["a"]
+    assert row.current == ((2 + 3 + 4 + 5) / 4 + (10 + 20) / 2) / 2  # each seed's last-window mean, averaged
+    assert row.best == row.current and row.done == 1
+    display.handle("a", SeedEnd(1, "complete"))
+    display.handle("a", SeedEnd(2, "interrupted"))
+    assert row.done == 2 and display.rows["b"].done == 0
