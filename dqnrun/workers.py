@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import multiprocessing.forkserver
 import signal
 import threading
 import time
@@ -221,12 +222,15 @@ def serve(conn: Connection) -> None:
 
 
 def process_main(conn: Connection) -> None:
-    """Entry point of a spawned worker process."""
+    """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the client decides when to stop
     import torch
 
     torch.set_num_threads(1)
-    serve(conn)
+    try:
+        serve(conn)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the client is gone or gave up on this worker before it started
 
 
 def process_context() -> Any:
@@ -254,18 +258,31 @@ class Slot:
             ctx = process_context()
             self.conn, theirs = ctx.Pipe()
             self.worker = ctx.Process(target=process_main, args=(theirs,), name="dqnrun-worker", daemon=True)
-            with sigint_ignored():
-                self.worker.start()
-            theirs.close()
+
+            def launch() -> None:
+                try:
+                    self.worker.start()
+                finally:
+                    theirs.close()
+
+            if ctx.get_start_method() == "forkserver":
+                # The first start waits for the fork server to import torch (a second or two):
+                # in a thread, so that this process's own worker and the event loop go on.
+                with sigint_ignored():  # the server, and so every worker, ignores Ctrl-C
+                    multiprocessing.forkserver.ensure_running()
+                threading.Thread(target=launch, name="dqnrun-launch", daemon=True).start()
+            else:
+                with sigint_ignored():
+                    launch()
 
     def close(self) -> None:
         try:
             self.conn.send(("quit", None, None))
         except OSError:
             pass
-        if not self.in_process:
+        if not self.in_process and self.worker.pid is not None:
             # A process holds nothing worth keeping (a running chunk is given up): no need to
-            # wait for its interpreter to shut down.
+            # wait for its interpreter to shut down. One not started yet finds its pipe closed.
             self.worker.kill()
             self.worker.join(timeout=5)
         self.conn.close()
