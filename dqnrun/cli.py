@@ -35,7 +35,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(False, "--version", metavar="", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Run value-based deep RL experiments: DQN, Double DQN, Prioritized Replay, Dueling."""
 
@@ -81,9 +81,9 @@ def train(
     device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     out: Path = typer.Option(Path("results"), help="Directory that holds run directories."),
     name: Optional[str] = typer.Option(None, help="Run directory name (default: the config's `name`)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing run of the same name."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Replace an existing run of the same name."),
     resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run directory from its checkpoints."),
-    tensorboard: bool = typer.Option(False, "--tensorboard", help="Write TensorBoard logs to RUN/tb/ (sets logging.tensorboard)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", metavar="", help="Write TensorBoard logs to RUN/tb/ (sets logging.tensorboard)."),
     scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
 ) -> None:
     """Train every seed of a config in parallel and save the run under results/.
@@ -277,7 +277,14 @@ def config_show(
 
 @config_app.command("keys")
 def config_keys() -> None:
-    """List every config key with its default and meaning."""
+    """List every config key with its default and meaning.
+
+    [b]Examples[/b]
+
+      dqnrun config keys
+
+      dqnrun config keys | grep agent.
+    """
     from rich.table import Table
 
     from dqnrun.config import describe_keys
@@ -354,8 +361,9 @@ def plot(
     title: Optional[str] = typer.Option(None, help="Figure title (default: the environment and the window)."),
     root: Path = typer.Option(Path("results"), help="Where runs are looked for when none is named."),
 ) -> None:
-    """Draw learning curves: per run the mean of the smoothed scores and a band over the seeds,
-    one panel per environment.
+    """Draw learning curves: per run the smoothed scores' mean and a band over the seeds.
+
+    One panel per environment; the figure states the environment and the smoothing window.
 
     [b]Examples[/b]
 
@@ -414,7 +422,7 @@ def compare(
     runs: List[str] = typer.Argument(None, metavar="RUN", help=RUNS_HELP),
     last: Optional[int] = typer.Option(None, help="Final score = mean of the last N raw scores (default: the run's window)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, markdown, csv or json (csv and json: numbers as numbers)."),
-    wide: bool = typer.Option(False, "--wide", help="Every column (variant, seeds, best, AUC, env steps, wall time)."),
+    wide: bool = typer.Option(False, "--wide", metavar="", help="Every column (variant, seeds, best, AUC, env steps, wall time)."),
     baseline: Optional[str] = typer.Option(None, metavar="RUN", help="The run P(>) compares against (default: the first)."),
     norm: List[str] = typer.Option(
         [], metavar="ENV=RANDOM:REFERENCE",
@@ -424,10 +432,13 @@ def compare(
     size: str = typer.Option("page", help="Figure size for --plot and --profile: " + SIZE_HELP),
     root: Path = typer.Option(Path("results"), help="Where runs are looked for when none is named."),
 ) -> None:
-    """Compare saved runs: final score with a 95% bootstrap CI, IQM, episodes to the reward
-    threshold and the probability of improvement over a baseline run. Runs on several
-    environments also get an aggregate per variant over normalised scores (IQM, stratified
-    bootstrap CI) and, with --profile, a performance profile.
+    """Compare saved runs: final score, 95% CI, IQM, episodes to the threshold, P(improvement).
+
+    The final score is the mean of each seed's last scores, with a bootstrap CI over seeds; the
+    probability of improvement is over a baseline run (--baseline, default the first). Runs on
+    several environments also get an aggregate per variant over normalised scores (0 = a random
+    policy, 1 = the reward threshold): IQM with a stratified bootstrap CI and, with --profile, a
+    performance profile (Agarwal et al. 2021).
 
     [b]Examples[/b]
 
@@ -490,7 +501,14 @@ def compare(
 def list_runs(
     root: Path = typer.Argument(Path("results"), metavar="[DIR]", help="Directory of runs (default: results)."),
 ) -> None:
-    """List saved runs: name, variant, environment, seeds, episodes, created, final score."""
+    """List saved runs: name, variant, environment, seeds, episodes, created, final score.
+
+    [b]Examples[/b]
+
+      dqnrun list
+
+      dqnrun list other-results/
+    """
     import math
 
     from rich.table import Table
@@ -601,9 +619,10 @@ def evaluate(
     env_seed: int = typer.Option(0, help="Seed of the episodes' initial states (the same for every model)."),
     model: str = typer.Option("best", "--model", help="best (highest evaluation score while training) or final (end of training)."),
 ) -> None:
-    """Measure saved policies: greedy returns per seed's model, and their mean, beside the score
-    each model had when training saved it (a "best" model was picked on few episodes, so its
-    re-evaluated score is often lower).
+    """Measure saved policies: greedy returns of each seed's model and their mean.
+
+    Beside each model's score when training saved it: a "best" model was picked on few
+    episodes, so its re-evaluated score is often lower.
 
     [b]Examples[/b]
 
