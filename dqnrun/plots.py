@@ -215,24 +215,19 @@ def learning_curves(runs: Sequence[Run], x: str = "episodes", title: str | None 
         if band != "none" and handles:
             handles[BAND_LABELS[band]] = Patch(facecolor="0.5", alpha=0.35, linewidth=0)
         if handles:
-            fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-                       ncols=legend_columns(list(handles), size), frameon=False, handlelength=2.6)
+            add_legend(fig, list(handles.values()), list(handles))
     return fig, notes
 
 
-def legend_columns(labels: list[str], size: str) -> int:
-    """As many legend columns as fit the figure's width, so the legend takes few rows.
-
-    Entries fill the columns top to bottom and each column is as wide as its longest entry: the
-    line sample (2.6 em), gaps (1.5 em) and the label (about 0.55 em a character).
-    """
-    (width, _), font = SIZES[size]
-    for ncols in range(len(labels), 1, -1):
-        rows = -(-len(labels) // ncols)
-        chunks = [labels[i : i + rows] for i in range(0, len(labels), rows)]
-        if sum(font * (4.1 + 0.55 * max(map(len, c))) for c in chunks) <= width * 72:
-            return ncols
-    return 1
+def add_legend(fig: Figure, handles: list, labels: list[str]) -> None:
+    """A legend below the panels with as many columns as fit the figure's width (measured)."""
+    renderer = fig.canvas.get_renderer()
+    for ncols in range(len(labels), 0, -1):
+        legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False,
+                            handlelength=2.6)
+        if ncols == 1 or legend.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
+            return
+        legend.remove()
 
 
 def draw_threshold(ax, runs: Sequence[Run], panel_of: list[str], env: str, threshold: float | str | None,
@@ -275,8 +270,7 @@ def performance_profile(per_variant: dict[str, Sequence[np.ndarray]], size: str 
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3, linewidth=0.5)
         ax.set_title(title or "Performance profile (95% bootstrap CI)")
-        fig.legend(loc="outside lower center", ncols=legend_columns(list(per_variant), size),
-                   frameon=False, handlelength=2.6)
+        add_legend(fig, *ax.get_legend_handles_labels())
     return fig
 
 

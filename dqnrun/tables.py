@@ -112,7 +112,7 @@ class Column:
     drop: int = 0  # on a narrow terminal, columns are hidden in this order (1 first; 0: never)
 
 
-def columns(comparison: Comparison, wide: bool) -> list[Column]:
+def columns(comparison: Comparison, wide: bool, short: bool = True) -> list[Column]:
     rows = comparison.rows
     multi_env = len(comparison.envs) > 1
     thresholds = {s.threshold for s in rows if not s.lecture}
@@ -139,13 +139,14 @@ def columns(comparison: Comparison, wide: bool) -> list[Column]:
     if multi_env:
         cols.append(Column("norm.", lambda s: num(s.normalised, 2)))
     if comparison.baseline is not None and len(rows) > 1:
-        cols.append(Column(poi_header(comparison), lambda s: num(s.p_improvement, 2), drop=7))
+        cols.append(Column(poi_header(comparison, short), lambda s: num(s.p_improvement, 2), drop=7))
     return [c for c in cols if wide or not c.wide_only]
 
 
-def poi_header(comparison: Comparison) -> str:
+def poi_header(comparison: Comparison, short: bool = True) -> str:
+    """P(>A) with the baseline's label, or P(>base) on a terminal when the label is long."""
     base = comparison.rows[comparison.baseline].name
-    return f"P(>{base})" if len(base) <= 10 else "P(>base)"
+    return f"P(>{base})" if len(base) <= 10 or not short else "P(>base)"
 
 
 def seeds_cell(s: Summary) -> str:
@@ -170,7 +171,7 @@ def reached_cell(s: Summary) -> str:
 
 
 def cells(comparison: Comparison, wide: bool) -> tuple[list[Column], list[list[str]]]:
-    cols = columns(comparison, wide)
+    cols = columns(comparison, wide, short=False)
     return cols, [[c.cell(s) for c in cols] for s in comparison.rows]
 
 
@@ -178,8 +179,10 @@ def title(comparison: Comparison, last: int | None, headers: list[str]) -> str:
     envs = comparison.envs
     where = f" on {envs[0]}" if len(envs) == 1 else ""
     windows = {s.window for s in comparison.rows}
-    n_last = str(last) if last else (str(windows.pop()) if len(windows) == 1 else "<window>")
-    text = f"runs{where}: final = mean of each seed's last {n_last} scores"
+    if last or len(windows) == 1:
+        text = f"runs{where}: final = mean of each seed's last {last or windows.pop()} scores"
+    else:
+        text = f"runs{where}: final = mean of each seed's last scores (as many as the run's window)"
     if "95% CI" in headers:
         text += ", 95% bootstrap CI over seeds"
     if any(h.startswith("to ") for h in headers):

@@ -86,11 +86,17 @@ def test_threshold_line_is_the_environments_or_a_given_score():
     assert fig.axes[0].lines[-1].get_ydata()[0] == 450.0 and "score 450" in legend_texts(fig)
 
 
-def test_legend_columns_fit_the_width_and_step_ticks_read_in_thousands():
-    from dqnrun.plots import legend_columns, thousands
+def test_the_legend_fits_the_figure_and_step_ticks_read_in_thousands():
+    from dqnrun.plots import thousands
 
-    assert legend_columns(["dqn", "ddqn", "per", "dueling"], "page") == 4
-    assert legend_columns(["a-very-long-run-label-number-one", "a-very-long-run-label-number-two"], "column") == 1
+    for size in ("column", "page"):
+        fig, _ = learning_curves([fake_run(f"a-long-run-label-{i}") for i in range(5)], size=size, threshold="env")
+        legend = fig.legends[0]
+        renderer = fig.canvas.get_renderer()
+        assert legend.get_window_extent(renderer).width <= fig.bbox.width
+        assert len(legend.get_texts()) == 7
+    fig, _ = learning_curves([fake_run("dqn"), fake_run("ddqn")])
+    assert fig.legends[0]._ncols == 3  # one row on a page
     assert [thousands(v) for v in (500, 20_000, 1_500_000)] == ["500", "20k", "1.5M"]
 
 
