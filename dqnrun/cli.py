@@ -158,7 +158,7 @@ def train(
 @user_errors
 def sweep(
     sweep_path: Optional[Path] = typer.Argument(None, metavar="SWEEP", help="Sweep file, e.g. sweeps/lecture.yaml."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the points, seeds and budget; train nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", metavar="", help="Print the points, seeds and budget; train nothing."),
     set_: List[str] = typer.Option([], "--set", "-s", help=SET_HELP + " Applies to every point."),
     seeds: Optional[str] = typer.Option(None, help="Seeds of every point, e.g. 1-5 (overrides the sweep's)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Seeds trained at once, across all points (default: cores)."),
@@ -166,7 +166,7 @@ def sweep(
     device: str = typer.Option("auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     out: Path = typer.Option(Path("results"), help="Directory that holds the sweep's directory."),
     name: Optional[str] = typer.Option(None, help="Sweep directory name (default: the sweep's `name`)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing sweep of the same name."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Replace an existing sweep of the same name."),
     resume: Optional[Path] = typer.Option(None, help="Continue an interrupted sweep directory; finished points and seeds are kept."),
 ) -> None:
     """Run a study: every point of a sweep file (a grid and/or a list of points) with its seeds,
