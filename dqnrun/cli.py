@@ -169,8 +169,10 @@ def sweep(
     force: bool = typer.Option(False, "--force", metavar="", help="Replace an existing sweep of the same name."),
     resume: Optional[Path] = typer.Option(None, help="Continue an interrupted sweep directory; finished points and seeds are kept."),
 ) -> None:
-    """Run a study: every point of a sweep file (a grid and/or a list of points) with its seeds,
-    all in one pool of workers; each point is a run directory under results/<sweep>/.
+    """Run a study: every point of a sweep file, with its seeds, in one pool of workers.
+
+    A sweep file holds a grid and/or a list of points; each point is a run directory under
+    results/<sweep>/.
 
     [b]Examples[/b]
 
