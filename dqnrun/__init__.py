@@ -63,10 +63,8 @@ def train(
     extra = list(overrides)
     if seeds is not None:
         extra.append(f"seeds=[{', '.join(str(int(s)) for s in seeds)}]")
-    if name is not None:
-        extra.append(f"name={name}")
     run_plan = experiment.start_run(config, overrides=extra, out=out, jobs=jobs, device=device,
-                                    scheduler=scheduler)
+                                    scheduler=scheduler, name=name)
     outcome = experiment.execute(run_plan, on_event)
     if outcome.run is None:
         raise KeyboardInterrupt(f"interrupted; continue with `dqnrun train --resume {outcome.run_dir}`")

@@ -8,7 +8,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-from dqnrun.errors import UserError
+from dqnrun.errors import Fault, UserError
 
 app = typer.Typer(
     name="dqnrun",
@@ -21,6 +21,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
+EXIT_FAULT = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -43,7 +44,8 @@ def main_options(
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a UserError into one red line on stderr and exit code 2 (no traceback)."""
+    """Turn a UserError into one red line on stderr and exit code 2, a Fault (full disk, a run
+    directory deleted mid-run) into one line and exit code 1: never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -54,6 +56,11 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
             error(str(exc))
             raise typer.Exit(EXIT_USER_ERROR) from None
+        except Fault as exc:
+            from dqnrun.console import error
+
+            error(str(exc))
+            raise typer.Exit(EXIT_FAULT) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -111,12 +118,10 @@ def train(
         overrides.append(f"seeds=[{', '.join(map(str, parse_seeds(seeds)))}]")
     if episodes is not None:
         overrides.append(f"episodes={episodes}")
-    if name is not None:
-        overrides.append(f"name={name}")
     if tensorboard:
         overrides.append("logging.tensorboard=true")
     run_plan = experiment.start_run(config_path, overrides=overrides, out=out, force=force, resume=resume,
-                                    jobs=jobs, device=device, scheduler=scheduler)
+                                    jobs=jobs, device=device, scheduler=scheduler, name=name)
     for note in run_plan.notes:
         console.print(f"[yellow]{note}[/yellow]")
     config, run_dir = run_plan.config, run_plan.run_dir
@@ -637,10 +642,13 @@ def evaluate(
 
     from dqnrun.console import console
     from dqnrun.results import MODEL_KINDS
-    from dqnrun.watch import evaluate_policy, policies
+    from dqnrun.watch import MAX_EVALUATE, evaluate_policy, policies
 
     if episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {episodes}")
+    if episodes > MAX_EVALUATE:
+        raise UserError(f"--episodes must be <= {MAX_EVALUATE:,} (run it again with another --env-seed for more), "
+                        f"got {episodes:,}")
     if model not in MODEL_KINDS:
         raise UserError(f"--model {model!r}: expected best or final")
     loaded = policies(run, seed, model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 
 from dqnrun.errors import UserError
+from dqnrun.safeio import read_text
 
 
 def _doc(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -161,7 +163,35 @@ def _plain(value: Any) -> Any:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`)."""
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`), refuses aliases
+    and duplicate keys.
+
+    Aliases (`*name`) are refused: a few hundred bytes of nested aliases expand to millions of
+    nodes in anything that walks the result (the "billion laughs"), and a config never needs
+    them. A key written twice in one mapping is an error naming it, not "the last one wins".
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases (*{event.anchor}) are not supported in a config; write the value out",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # SafeConstructor reports unhashable keys and merges `<<` mappings
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {str(key)[:60]!r} (first at line {seen[key] + 1})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -179,29 +209,42 @@ _Loader.add_implicit_resolver(
 
 
 def _yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
-    """Read a YAML config, apply `key.sub=value` overrides, fill preset defaults, validate."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file not found: {path}")
+    """Parse YAML text; nesting deeper than Python's recursion limit, or integers longer than
+    its 4,300 digits, are YAMLErrors like any other malformed input."""
     try:
-        raw = _yaml(path.read_text())
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+    except (ValueError, OverflowError) as exc:  # e.g. int("1" * 5000), a date 2024-13-45
+        raise yaml.YAMLError(f"a value cannot be read ({str(exc)[:80]})") from None
+
+
+def load_config(path: str | Path, overrides: typing.Sequence[str] = (), name: str | None = None) -> Config:
+    """Read a YAML config, apply `key.sub=value` overrides, fill preset defaults, validate.
+
+    `name` (from --name) is taken as it is, never parsed as YAML: `--name 2024` names a run
+    "2024".
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"config file not found: {path}")
+    text = read_text(path, "config file")
+    try:
+        raw = _yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
+        problem = getattr(exc, "problem", None) or (str(exc) if type(exc) is yaml.YAMLError else "malformed YAML")
         raise UserError(f"{path}: invalid YAML{where}: {problem}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file; a config is a YAML mapping") from None
     if raw is None:
         raise UserError(f"{path}: the file is empty; a config needs at least `variant:` (see configs/)")
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a config is a YAML mapping of keys, not a {type(raw).__name__}")
     raw.setdefault("name", path.stem)
-    return config_from_dict(apply_overrides(raw, overrides), source=str(path))
+    raw = apply_overrides(raw, overrides)
+    if name is not None:
+        raw["name"] = name
+    return config_from_dict(raw, source=str(path))
 
 
 def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
@@ -245,7 +288,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
         raise UserError(f"{source}: missing key 'variant' (one of: {', '.join(PRESETS)})")
     if not isinstance(variant, str) or variant not in PRESETS:
         hint = _did_you_mean(str(variant), PRESETS)
-        raise UserError(f"{source}: unknown variant {variant!r}{hint} (one of: {', '.join(PRESETS)})")
+        raise UserError(f"{source}: unknown variant {_show(variant)}{hint} (one of: {', '.join(PRESETS)})")
     if "name" not in raw:
         raw["name"] = variant
     agent = raw.get("agent")
@@ -286,7 +329,7 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
         return _convert(value, inner, key, source)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise UserError(f"{source}: {key} must be a section (mapping), got {value!r}")
+            raise UserError(f"{source}: {key} must be a section (mapping), got {_show(value)}")
         return _build(tp, value, source, prefix=key + ".")
     if origin is dict:
         if value is None:
@@ -304,7 +347,7 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, list):
-            raise UserError(f"{source}: {key} must be {_type_name(tp)}, got {value!r}")
+            raise UserError(f"{source}: {key} must be {_type_name(tp)}, got {_show(value)}")
         inner = typing.get_args(tp)[0]
         return tuple(_convert(v, inner, f"{key}[{i}]", source) for i, v in enumerate(value))
     ok = (
@@ -314,8 +357,21 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
         or (tp is str and isinstance(value, str))
     )
     if not ok:
-        raise UserError(f"{source}: {key} must be {_type_name(tp)}, got {value!r}")
-    return float(value) if tp is float else value
+        raise UserError(f"{source}: {key} must be {_type_name(tp)}, got {_show(value)}")
+    if tp is float:
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond the float range
+            value = math.inf
+        if not math.isfinite(value):
+            raise UserError(f"{source}: {key} must be a finite number, got {_show(value)}")
+    return value
+
+
+def _show(value: Any) -> str:
+    """A value from the user's file for a one-line message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _build(cls: Any, raw: dict[str, Any], source: str, prefix: str) -> Any:
@@ -334,12 +390,56 @@ def _build(cls: Any, raw: dict[str, Any], source: str, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+# Upper bounds, checked before anything is allocated. Each is far above any published DQN
+# setting (Nature DQN: replay 1M, 50M frames; Rainbow: 200M frames) yet small enough that a
+# typo cannot ask for terabytes: the replay is further checked against free memory in
+# experiment.plan, the network's parameter count there too.
+MAX_SEEDS = 1_000  # one process-run each; results hold seeds x episodes arrays
+MAX_EPISODES = 1_000_000  # per seed: seven numbers each in memory and in the result files
+MAX_ENV_STEPS = 10**11  # max_steps, decay_steps, beta_steps, target_update_steps: counters only
+MAX_EVAL_EPISODES = 1_000  # environments kept open at once for the batched evaluation
+MAX_MEMORY = 100_000_000  # replay transitions (100x Nature DQN's)
+MAX_BATCH = 65_536
+MAX_LAYERS = 32
+MAX_WIDTH = 65_536  # units per hidden layer; the parameter count is capped in experiment.plan
+MAX_NAME = 100  # characters; file systems take 255 bytes, and plot names join two run names
+_NAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_name(name: str, what: str = "name") -> str | None:
+    """Why `name` cannot be a run directory's name, or None if it can."""
+    if not name or name in (".", "..") or name.startswith("."):
+        return f"{what} {_show(name)} must be a plain directory name (not empty, not starting with '.')"
+    if _NAME_FORBIDDEN.search(name):
+        return f"{what} {_show(name)} must be a plain directory name (no '/', '\\' or control characters)"
+    if len(name) > MAX_NAME or len(name.encode("utf-8")) > 4 * MAX_NAME:
+        return f"{what} is {len(name)} characters long; keep it to {MAX_NAME}"
+    return None
+
+
 def _validate(c: Config, source: str) -> None:
     a, e, p = c.agent, c.epsilon, c.per
+    bad_name = check_name(c.name)
     rules: list[tuple[bool, str]] = [
-        (bool(c.name) and "/" not in c.name and c.name not in (".", ".."),
-         f"name {c.name!r} must be a plain directory name"),
+        (bad_name is None, bad_name or ""),
+        (len(c.env) <= 200, f"env is {len(c.env)} characters long; that is not an environment id"),
         (len(c.seeds) > 0, "seeds must list at least one seed"),
+        (len(c.seeds) <= MAX_SEEDS, f"seeds lists {len(c.seeds)} seeds; at most {MAX_SEEDS:,} per run"),
+        (c.episodes <= MAX_EPISODES, f"episodes must be <= {MAX_EPISODES:,}, got {c.episodes:,}"),
+        (c.max_steps is None or c.max_steps <= MAX_ENV_STEPS, f"max_steps must be <= {MAX_ENV_STEPS:.0e}"),
+        (c.eval_episodes <= MAX_EVAL_EPISODES,
+         f"eval_episodes must be <= {MAX_EVAL_EPISODES:,} (they run as one batch), got {c.eval_episodes:,}"),
+        (c.checkpoint_every <= MAX_EPISODES, f"checkpoint_every must be <= {MAX_EPISODES:,}"),
+        (a.memory_size <= MAX_MEMORY, f"agent.memory_size must be <= {MAX_MEMORY:,}, got {a.memory_size:,}"),
+        (a.batch_size <= MAX_BATCH, f"agent.batch_size must be <= {MAX_BATCH:,}, got {a.batch_size:,}"),
+        (a.target_update_steps <= MAX_ENV_STEPS, f"agent.target_update_steps must be <= {MAX_ENV_STEPS:.0e}"),
+        (e.decay_steps <= MAX_ENV_STEPS,
+         f"epsilon.decay_steps must be <= {MAX_ENV_STEPS:.0e}, got {e.decay_steps:.3g}"),
+        (p.beta_steps is None or p.beta_steps <= MAX_ENV_STEPS, f"per.beta_steps must be <= {MAX_ENV_STEPS:.0e}"),
+        (len(c.network.hidden) <= MAX_LAYERS,
+         f"network.hidden lists {len(c.network.hidden)} layers; at most {MAX_LAYERS}"),
+        (all(h <= MAX_WIDTH for h in c.network.hidden),
+         f"network.hidden layers must be at most {MAX_WIDTH:,} units wide, got {max(c.network.hidden, default=0):,}"),
         (len(set(c.seeds)) == len(c.seeds), f"seeds {list(c.seeds)} contain duplicates"),
         (all(0 <= s < 2**32 for s in c.seeds), "seeds must be in [0, 2**32)"),
         (c.episodes >= 1, f"episodes must be >= 1, got {c.episodes}"),

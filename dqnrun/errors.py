@@ -1,4 +1,4 @@
-"""The one exception type for user mistakes: the CLI prints its message and exits with code 2."""
+"""The two exception types the CLI reports in one line: UserError (exit 2) and Fault (exit 1)."""
 
 
 class UserError(Exception):
@@ -6,3 +6,9 @@ class UserError(Exception):
 
     The message is one line that names the problem and, where possible, the fix.
     """
+
+
+class Fault(Exception):
+    """Something failed that is not the user's mistake (a full disk mid-training, a run
+    directory deleted under a running run). The message is one line saying what happened and
+    what was kept; the CLI exits with code 1."""

@@ -9,6 +9,7 @@ since their last checkpoint. `results.joblib` is assembled once every seed is do
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import platform
@@ -25,7 +26,7 @@ from dqnrun import __version__
 from dqnrun.chunks import ChunkResult, decode_checkpoint
 from dqnrun.config import Config, apply_overrides, config_from_dict, config_warnings, load_config
 from dqnrun.envs import env_info, storage_dtype
-from dqnrun.errors import UserError
+from dqnrun.errors import Fault, UserError
 from dqnrun.networks import NetworkSpec, choose_trunk
 from dqnrun.replay import replay_bytes
 from dqnrun.results import (
@@ -39,10 +40,11 @@ from dqnrun.results import (
     write_joblib,
     write_results,
     write_text,
-    write_with,
+    write_bytes,
 )
+from dqnrun.safeio import open_regular, output_errors
 from dqnrun.smoothing import aggregate, smooth
-from dqnrun.trainer import EpisodeEnd, Event, SeedEnd, SeedResult
+from dqnrun.trainer import EpisodeEnd, Event, SeedEnd, SeedResult, check_resume
 
 
 def default_jobs(n_seeds: int) -> int:
@@ -54,10 +56,15 @@ def default_jobs(n_seeds: int) -> int:
 
 
 def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResult) -> None:
-    """Write a finished seed's models (best and final) and result; drop its checkpoint."""
+    """Write a finished seed's models (best and final) and result; drop its checkpoint.
+
+    A write that fails (full disk, the run directory deleted) is a Fault naming the file and
+    the cause; the seed's checkpoint is then kept.
+    """
     import torch
 
     files = RunDir(run_dir)
+    check_still_there(files)
 
     def save_model(path: Path, state: dict[str, Any], score: float, episode: int) -> None:
         blob = {
@@ -74,7 +81,10 @@ def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResu
             "episode": episode,
             "dqnrun": __version__,
         }
-        write_with(path, lambda tmp: torch.save(blob, tmp))
+        buf = io.BytesIO()
+        torch.save(blob, buf)  # in memory: a full disk is then an OSError, not a torch message
+        with output_errors(path, fault=True):
+            write_bytes(path, buf.getvalue())
 
     if result.best_state is not None:
         save_model(files.model(result.seed, "best"), result.best_state, result.best_score, result.best_episode)
@@ -83,16 +93,26 @@ def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResu
     state = result.to_state()
     state.pop("best_state")
     state.pop("final_state")
-    write_joblib(files.seed_result(result.seed), state)
+    with output_errors(files.seed_result(result.seed), fault=True):
+        write_joblib(files.seed_result(result.seed), state)
     files.checkpoint(result.seed).unlink(missing_ok=True)
+
+
+def check_still_there(files: RunDir) -> None:
+    """A run directory deleted (or emptied) while its run trains stops the run: writing into
+    it again would make a run without its config look saved."""
+    if not files.config_file.is_file():
+        raise Fault(f"{files.path} was deleted or emptied during training (no {files.config_file.name}); "
+                    "stopped without writing anything more")
 
 
 def read_checkpoint(path: Path) -> bytes | None:
     """A seed's checkpoint bytes (checked to be a checkpoint), or None when it has none."""
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
     try:
-        data = path.read_bytes()
+        with open_regular(path, "dqnrun checkpoint") as f:
+            data = f.read()
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
     try:
@@ -113,8 +133,10 @@ def save_chunk(run_dir: Path, config: Config, spec: NetworkSpec, chunk: ChunkRes
     if chunk.result is not None:
         save_seed(run_dir, config, spec, chunk.result)
     elif chunk.checkpoint is not None:
-        data = chunk.checkpoint
-        write_with(RunDir(run_dir).checkpoint(chunk.seed), lambda tmp: tmp.write_bytes(data))
+        files = RunDir(run_dir)
+        check_still_there(files)
+        with output_errors(files.checkpoint(chunk.seed), fault=True):  # the previous one stays
+            write_bytes(files.checkpoint(chunk.seed), chunk.checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,8 +222,26 @@ def plan(config: Config, jobs: int | None = None) -> NetworkSpec:
             f"the replay memory needs {need / 2**30:.1f} GiB per seed, {at_once} at once, and only "
             f"{available / 2**30:.1f} GiB is free; lower agent.memory_size or --jobs"
         )
-    return NetworkSpec(info.obs_dim, info.n_actions, config.network.hidden, config.agent.dueling,
+    spec = NetworkSpec(info.obs_dim, info.n_actions, config.network.hidden, config.agent.dueling,
                        info.obs_shape, info.obs_dtype, trunk).with_head(config.agent)
+    params = count_parameters(spec)
+    if params > MAX_PARAMETERS:
+        raise UserError(f"the network has {params:,} parameters, more than {MAX_PARAMETERS:,} "
+                        "(each is stored four times: online, target, gradient, optimizer); lower network.hidden")
+    return spec
+
+
+MAX_PARAMETERS = 100_000_000  # 1.6 GB of float32 per seed across its four copies
+
+
+def count_parameters(spec: NetworkSpec) -> int:
+    """The network's parameter count, from a copy on torch's meta device (nothing allocated)."""
+    import torch
+
+    from dqnrun.networks import QNetwork
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in QNetwork(spec).parameters())
 
 
 def versions() -> dict[str, str]:
@@ -209,7 +249,7 @@ def versions() -> dict[str, str]:
     import torch
 
     return {
-        "dqnrun": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "dqnrun": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
         "gymnasium": gymnasium.__version__, "numpy": np.__version__,
     }
 
@@ -253,7 +293,8 @@ def machine() -> dict[str, str]:
 def assemble(run_dir: Path, config: Config, device: str) -> Run:
     """Build `results.joblib` from the per-seed files of a finished run, write it, return its view."""
     files = RunDir(run_dir)
-    results = [SeedResult.from_state({**files.read_seed_result(s), "best_state": None}) for s in config.seeds]
+    results = [SeedResult.from_state({**files.read_seed_result(s), "best_state": None, "final_state": None})
+               for s in config.seeds]
     # The lecture's max/min/mean curves come from the seeds that trained to the end; a seed
     # that diverged stops early and would cut every curve short. (If all diverged: all of them.)
     pooled = [r for r in results if r.status == "complete"] or results
@@ -299,14 +340,17 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def resolve_config(config: str | Path | dict[str, Any] | Config, overrides: Sequence[str] = ()) -> Config:
-    """A Config from a YAML path, a plain dict or a Config, with `key=value` overrides applied."""
-    if isinstance(config, Config):
-        return config_from_dict(apply_overrides(config.to_dict(), overrides), source="config")
-    if isinstance(config, dict):
-        return config_from_dict(apply_overrides(config, overrides), source="config")
+def resolve_config(config: str | Path | dict[str, Any] | Config, overrides: Sequence[str] = (),
+                   name: str | None = None) -> Config:
+    """A Config from a YAML path, a plain dict or a Config, with `key=value` overrides applied;
+    `name` (a plain string, never parsed as YAML) replaces the config's name."""
+    if isinstance(config, (Config, dict)):
+        raw = apply_overrides(config.to_dict() if isinstance(config, Config) else config, overrides)
+        if name is not None:
+            raw["name"] = name
+        return config_from_dict(raw, source="config")
     if isinstance(config, (str, Path)):
-        return load_config(config, overrides)
+        return load_config(config, overrides, name=name)
     raise UserError(f"config must be a YAML path, a dict or a dqnrun.Config, not {type(config).__name__}")
 
 
@@ -345,6 +389,7 @@ def start_run(
     device: str = "auto",
     tensorboard: bool | None = None,
     scheduler: str | None = None,
+    name: str | None = None,
 ) -> RunPlan:
     """Check everything that can be checked before training, then claim the run directory.
 
@@ -373,7 +418,7 @@ def start_run(
     else:
         if config is None:
             raise UserError("missing CONFIG: e.g. `dqnrun train configs/ddqn.yaml` (or --resume RUN_DIR)")
-        cfg = resolve_config(config, overrides)
+        cfg = resolve_config(config, overrides, name)
         spec = plan(cfg, jobs)
     dev = resolve_device(device)
     use_tb = cfg.logging.tensorboard if tensorboard is None else tensorboard
@@ -383,9 +428,18 @@ def start_run(
         require_tensorboard()
     resumed_from, checkpoints = {}, {}
     if resume is not None:
-        for s in files.pending_seeds(cfg.seeds):  # fail here, not inside a worker
+        pending = files.pending_seeds(cfg.seeds)
+        for s in cfg.seeds:  # fail here, not inside a worker or after training
+            if s not in pending:
+                files.read_seed_result(s)
+                continue
             checkpoint = load_checkpoint(files.checkpoint(s))
             if checkpoint is not None:
+                try:
+                    check_resume(checkpoint, cfg, s, spec)
+                except UserError as exc:
+                    raise UserError(f"{files.checkpoint(s)}: {exc}; delete it to restart seed {s} "
+                                    "from scratch") from None
                 resumed_from[s] = int(checkpoint["episode"])
                 checkpoints[s] = checkpoint["result"]
     else:

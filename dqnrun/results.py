@@ -22,10 +22,8 @@ import glob
 import io
 import math
 import os
-import pickle
 import shutil
 import tempfile
-import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from dqnrun.errors import UserError
+from dqnrun.safeio import load_joblib, open_regular
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -62,7 +61,9 @@ METRICS_COLUMNS = ("episode", "env_steps", "train_return", "score", "smoothed_sc
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Only the file's own folder is made (models/, seeds/, ...): if the run directory itself has
+    # gone (deleted during training), the write fails instead of recreating it half empty.
+    path.parent.mkdir(exist_ok=True)
     # The temporary name keeps the real suffix for writers that choose a format by it.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
@@ -95,18 +96,21 @@ def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
         writer(tmp)
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
 def _read_pickle(path: Path) -> Any:
     """Read a joblib file. Every joblib read of dqnrun goes through here.
 
-    Raises UserError when the file is truncated or not a joblib file.
+    No code from the file runs: safeio's allow-list unpickler loads plain containers, numbers,
+    strings and numpy arrays only, from regular files only. Raises UserError when the file is
+    truncated, not a joblib file, or asks for anything else ("not a dqnrun result file, or
+    unsafe").
     """
-    import joblib
-
-    try:
-        return joblib.load(path)
-    except (EOFError, pickle.UnpicklingError, ValueError, KeyError, zipfile.BadZipFile, OSError, IndexError,
-            TypeError, AttributeError, ModuleNotFoundError, ImportError):
-        raise UserError(f"{path} is truncated or not a joblib result file") from None
+    return load_joblib(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,12 +183,21 @@ class RunDir:
         """Present while a process trains this run: `<pid> <host>`."""
         return self.path / ".training"
 
-    @contextmanager
-    def training(self) -> Iterator[None]:
-        """Mark the run as being trained by this process while the block runs."""
+    def marked_by_me(self) -> bool:
+        try:
+            return int(self.training_marker.read_text().split()[0]) == os.getpid()
+        except (OSError, ValueError, IndexError):
+            return False
+
+    def mark_training(self) -> None:
         import socket
 
         write_text(self.training_marker, f"{os.getpid()} {socket.gethostname()}\n")
+
+    @contextmanager
+    def training(self) -> Iterator[None]:
+        """Mark the run as being trained by this process while the block runs."""
+        self.mark_training()
         try:
             yield
         finally:
@@ -232,10 +245,51 @@ class RunDir:
         return count_metrics_rows(self.metrics(seed))
 
     def read_seed_result(self, seed: int) -> dict[str, Any]:
-        state = _read_pickle(self.seed_result(seed))
-        if not isinstance(state, dict) or "scores" not in state:
-            raise UserError(f"{self.seed_result(seed)}: damaged: not a dqnrun seed result")
+        """A finished seed's result, checked: one number per episode in every list, the fields
+        of a seed result and nothing else; damage is a one-line "damaged: <what>"."""
+        path = self.seed_result(seed)
+        state = _read_pickle(path)
+        problem = _seed_result_problem(state, seed)
+        if problem:
+            raise _damaged(path, problem)
         return state
+
+
+SEED_LISTS = ("scores", "train_returns", "steps", "epsilons", "losses")
+SEED_OPTIONAL_LISTS = ("mean_qs", "max_qs", "betas")  # not in dqnrun 0.1.0's files
+SEED_SCALARS = {"seed": (int,), "best_score": (int, float), "best_episode": (int,), "wall_time": (int, float),
+                "status": (str,), "diverged": (str,)}
+
+
+def _seed_result_problem(state: Any, seed: int) -> str | None:
+    if not isinstance(state, dict):
+        return "not a seed result"
+    keys = set(SEED_LISTS) | set(SEED_OPTIONAL_LISTS) | set(SEED_SCALARS)
+    missing = [k for k in (*SEED_LISTS, *SEED_SCALARS) if k not in state]
+    if missing:
+        return f"no {missing[0]}"
+    extra = sorted(str(k)[:40] for k in set(state) - keys)
+    if extra:
+        return f"an unknown key {extra[0]!r}"
+    for key, types in SEED_SCALARS.items():
+        if type(state[key]) not in types:
+            return f"{key} is not {'a string' if types == (str,) else 'a number'}"
+    if state["seed"] != seed:
+        return f"it holds seed {state['seed']}, not {seed}"
+    n = len(state["scores"]) if isinstance(state["scores"], list) else -1
+    for key in (*SEED_LISTS, *(k for k in SEED_OPTIONAL_LISTS if k in state)):
+        values = state[key]
+        if not isinstance(values, list) or not all(type(v) in (int, float) for v in values):
+            return f"{key} is not a list of numbers"
+        if len(values) != n:
+            return f"{key} has {len(values)} entries for {n} episodes"
+    if n < 1:
+        return "no episodes"
+    if state["status"] not in ("complete", "diverged"):
+        return f"status {state['status'][:20]!r} is not complete or diverged"
+    if not 0 <= state["best_episode"] <= n:
+        return "best_episode is not an episode of the seed"
+    return None
 
 
 def claim_run_dir(out: str | Path, name: str, force: bool = False) -> tuple[Path, str | None]:
@@ -254,6 +308,10 @@ def claim_run_dir(out: str | Path, name: str, force: bool = False) -> tuple[Path
     path = out / name
     note = None
     if path.exists() and force:
+        if RunDir(path).is_training() and not RunDir(path).marked_by_me():
+            raise UserError(f"{path} is being trained by another dqnrun process "
+                            f"({RunDir(path).training_marker.read_text().strip()[:60]}); "
+                            "stop it first, or choose another --name")
         shutil.rmtree(path)
         note = f"--force: replaced the earlier run in {path}"
     elif path.exists():
@@ -262,7 +320,11 @@ def claim_run_dir(out: str | Path, name: str, force: bool = False) -> tuple[Path
             k += 1
         note = f"{path} already holds a run; writing to {out / f'{name}-{k}'} (use --force to replace it)"
         path = out / f"{name}-{k}"
-    path.mkdir(parents=True)
+    try:
+        path.mkdir()
+    except FileExistsError:  # another process claimed the same name just now
+        raise UserError(f"{path} was created by another process just now; run again to get a new name") from None
+    RunDir(path).mark_training()  # from now on a concurrent --force is refused
     return path, note
 
 
@@ -327,7 +389,7 @@ class MetricsFile:
 
     def start(self, episodes: int = 0, rows: Sequence[dict[str, Any]] = ()) -> None:
         """Open for appending after `episodes` rows; `rows` (the checkpoint's) fill any it lacks."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(exist_ok=True)  # not the run directory: see atomic_path
         kept = [metrics_header()]
         if episodes and self.path.exists():
             with open(self.path) as f:
@@ -786,15 +848,21 @@ def read_progress(path: str | Path) -> Progress:
 # Torch files (models, checkpoints)
 
 
-def load_torch_file(path: str | Path, fmt: str, what: str, weights_only: bool = True) -> dict[str, Any]:
-    """Load a torch file of ours whose dict says `format: fmt`; anything else is a UserError."""
+def load_torch_file(path: str | Path, fmt: str, what: str) -> dict[str, Any]:
+    """Load a torch file of ours whose dict says `format: fmt`; anything else is a UserError.
+
+    torch's weights-only loader builds tensors, containers, numbers and strings only: no code
+    from the file runs. Only regular files are opened.
+    """
     import torch
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise UserError(f"no {what} file {path}")
+    with open_regular(path, what) as f:
+        data = f.read()
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=weights_only)
+        blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception:
         raise UserError(f"{path} is truncated or not a {what} file") from None
     if not isinstance(blob, dict) or blob.get("format") != fmt:

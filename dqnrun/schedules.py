@@ -19,14 +19,32 @@ def log_epsilons(eps_max: float, eps_min: float, decay_steps: int) -> np.ndarray
 
 
 class EpsilonSchedule:
-    """epsilon(step): the lecture's log-space decay, then `eps_min` from `decay_steps` on."""
+    """epsilon(step): the lecture's log-space decay, then `eps_min` from `decay_steps` on.
+
+    Computed per step in O(1) time and memory, as the same floating-point operations that
+    `log_epsilons` does on its whole table, so every value is bitwise the table's: the
+    exponent is numpy's linspace point `step * (-2 / (n - 1))` (the last point exactly -2),
+    raised by numpy's own power, then min-max rescaled (the table's max is 10^0 = 1, its min
+    the last point, 10^-2).
+    """
 
     def __init__(self, eps_max: float, eps_min: float, decay_steps: int):
-        self.values = log_epsilons(eps_max, eps_min, decay_steps)
-        self.eps_min = eps_min
+        self.eps_max = float(eps_max)
+        self.eps_min = float(eps_min)
+        self.decay_steps = int(decay_steps)
+        if self.decay_steps > 1:
+            self._step = np.float64(-2.0) / (self.decay_steps - 1)
+            self._low = np.power(np.float64(10.0), np.float64(-2.0))
 
     def __call__(self, step: int) -> float:
-        return float(self.values[step]) if step < len(self.values) else self.eps_min
+        n = self.decay_steps
+        if step >= n:
+            return self.eps_min
+        if n == 1:
+            return self.eps_max
+        exponent = np.float64(-2.0) if step == n - 1 else np.float64(step) * self._step
+        value = (np.power(np.float64(10.0), exponent) - self._low) / (np.float64(1.0) - self._low)
+        return float((self.eps_max - self.eps_min) * value + self.eps_min)
 
 
 def linear(start: float, end: float, progress: float) -> float:

@@ -21,6 +21,7 @@ from dqnrun import seeding
 from dqnrun.agent import Agent
 from dqnrun.config import Config
 from dqnrun.envs import config_env, frame_stack_of, storage_dtype
+from dqnrun.errors import UserError
 from dqnrun.networks import NetworkSpec
 from dqnrun.replay import NStepAdder, make_replay
 from dqnrun.schedules import epsilon_schedule, per_beta
@@ -158,15 +159,7 @@ def train_seed(
     result = SeedResult(seed=seed)
     step = 0
     if resume is not None:
-        agent.load_state_dict(resume["agent"])
-        replay.load_state_dict(resume["replay"])
-        if "adder" in resume:
-            adder.load_state_dict(resume["adder"])
-        rngs.explore.bit_generator.state = resume["rng"]["explore"]
-        rngs.env.bit_generator.state = resume["rng"]["env"]
-        rngs.evaluation.bit_generator.state = resume["rng"]["evaluation"]
-        result = SeedResult.from_state(resume["result"])
-        step = int(resume["step"])
+        result, step = restore(resume, config, seed, agent, replay, adder, rngs)
 
     def checkpoint() -> dict[str, Any]:
         """A snapshot of the whole state, sharing no object with the running seed."""
@@ -298,3 +291,79 @@ def train_seed(
     result.final_state = {k: v.detach().cpu().clone() for k, v in agent.online.state_dict().items()}
     emit(SeedEnd(seed, "complete"))
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Resuming from a checkpoint, checked
+
+
+def restore(state: Any, config: Config, seed: int, agent: Agent, replay: Any, adder: NStepAdder,
+            rngs: seeding.Streams) -> tuple[SeedResult, int]:
+    """Load a checkpoint into a fresh seed's agent, replay and generators; return its result so
+    far and its env step. A checkpoint of another seed, config or network, or a damaged one,
+    is a one-line UserError: nothing from it is trusted before it is checked."""
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UserError("not a dqnrun checkpoint")
+    if state.get("seed") != seed:
+        raise UserError(f"the checkpoint is of seed {str(state.get('seed'))[:20]}, not of seed {seed}")
+    if state.get("config") != config.to_dict():
+        where = _first_difference(config.to_dict(), state.get("config")) or "config"
+        raise UserError(f"the checkpoint was written with another config (it differs in {where})")
+    step, result = state.get("step"), state.get("result")
+    if type(step) is not int or step < 0:
+        raise UserError("the checkpoint is damaged (step)")
+    fields = set(SeedResult.__dataclass_fields__)
+    if not isinstance(result, dict) or not set(result) <= fields or result.get("seed") != seed:
+        raise UserError("the checkpoint is damaged (result)")
+    n = len(result.get("scores", ()))
+    if state.get("episode") != n or not 0 <= n < config.episodes:
+        raise UserError("the checkpoint is damaged (episode)")
+    for key in ("scores", "train_returns", "steps", "epsilons", "losses"):
+        values = result.get(key)
+        if not isinstance(values, list) or len(values) != n or not all(type(v) in (int, float) for v in values):
+            raise UserError(f"the checkpoint is damaged (result.{key})")
+    try:
+        agent.load_state_dict(state["agent"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError):
+        raise UserError("the checkpoint's network does not match this run's (another size or kind)") from None
+    try:
+        replay.load_state_dict(state["replay"])
+        if "adder" in state:
+            adder.load_state_dict(state["adder"])
+        rngs.explore.bit_generator.state = state["rng"]["explore"]
+        rngs.env.bit_generator.state = state["rng"]["env"]
+        rngs.evaluation.bit_generator.state = state["rng"]["evaluation"]
+        restored = SeedResult.from_state(result)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, RuntimeError, AttributeError):
+        raise UserError("the checkpoint is damaged (replay, generators or result)") from None
+    return restored, step
+
+
+def check_resume(state: Any, config: Config, seed: int, spec: NetworkSpec) -> None:
+    """Restore `state` into a throw-away agent and replay (on the CPU) to check it before any
+    worker starts; a UserError says what does not fit. (The replay's arrays are allocated
+    lazily by the OS, so only what the checkpoint holds is touched.)"""
+    rngs = seeding.streams(seed)
+    agent = Agent(spec, config.agent, "cpu", rngs.torch_seed, rngs.noise_seed)
+    env = config_env(config)
+    try:
+        stack = frame_stack_of(env)
+    finally:
+        env.close()
+    replay = make_replay(
+        config.agent.memory_size, spec.obs_shape, rngs.replay, "cpu",
+        prioritized=config.agent.prioritized, alpha=config.per.alpha, eps=config.per.eps,
+        dtype=storage_dtype(spec.obs_dtype), frame_padding=stack.padding if stack else None,
+    )
+    restore(state, config, seed, agent, replay, NStepAdder(replay, config.agent.n_step, config.agent.gamma), rngs)
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
+    """The first dotted key where two config dicts differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            found = _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+        return None
+    return None if a == b else (where or "config")

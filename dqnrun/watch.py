@@ -145,13 +145,24 @@ def load_policy(run_or_model_path: str | Path, seed: int | None = None, which: s
     return best_policy(path, seed, which)
 
 
+MAX_EVALUATE = 100_000  # episodes per model
+EVAL_BATCH = 100  # environments open at once
+
+
 def evaluate_policy(policy: Policy, episodes: int, env_seed: int = 0) -> np.ndarray:
-    """Returns of `episodes` greedy episodes, run together as one batch of environments."""
-    envs = [policy.make_env() for _ in range(episodes)]
+    """Returns of `episodes` greedy episodes, run in batches of up to 100 environments.
+
+    The episodes' reset seeds are drawn up front, so the returns do not depend on the batching
+    (up to 100 episodes are one batch, as before); memory stays that of 100 environments.
+    """
+    if not 1 <= episodes <= MAX_EVALUATE:
+        raise UserError(f"--episodes must be between 1 and {MAX_EVALUATE:,}, got {episodes:,}")
+    seeds = seeding.env_seeds(np.random.default_rng(env_seed), episodes)
+    envs = [policy.make_env() for _ in range(min(episodes, EVAL_BATCH))]
     try:
         check_env(policy, envs[0])
-        seeds = seeding.env_seeds(np.random.default_rng(env_seed), episodes)
-        return evaluate(policy, envs, seeds)
+        return np.concatenate([evaluate(policy, envs[: len(chunk)], chunk)
+                               for chunk in (seeds[i: i + EVAL_BATCH] for i in range(0, episodes, EVAL_BATCH))])
     finally:
         for env in envs:
             env.close()

@@ -1,5 +1,6 @@
 """Every user mistake, through the CLI: exit code 2 and one line naming the problem, no traceback."""
 
+import os
 from pathlib import Path
 
 import gymnasium as gym
@@ -58,6 +59,14 @@ def ws(tmp_path: Path, trained: Path) -> dict[str, str]:
     (tmp_path / "corrupt" / "models" / "seed-1.pt").write_bytes(blob[:200])
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign-model" / "models" / "seed-1.pt")
     torch.save(model_blob(obs_dim=3), tmp_path / "mismatch" / "models" / "seed-1.pt")
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    (tmp_path / "bomb.yaml").write_text("variant: dqn\n" + "\n".join(bomb) + "\n")
+    (tmp_path / "dup.yaml").write_text("variant: dqn\nagent:\n  gamma: 0.9\n  gamma: 0.99\n")
+    (tmp_path / "latin1.yaml").write_bytes("variant: dqn\nname: caf\xe9\n".encode("latin-1"))
+    (tmp_path / "deep.yaml").write_text("variant: " + "[" * 5000 + "]" * 5000 + "\n")
+    (tmp_path / "longint.yaml").write_text("variant: dqn\nepisodes: " + "9" * 5000 + "\n")
+    os.mkfifo(tmp_path / "fifo.yaml")
     broken = tmp_path / "broken-run"
     (broken / "checkpoints").mkdir(parents=True)
     (broken / "config.yaml").write_text(yaml.safe_dump(TINY_RAW))
@@ -93,6 +102,26 @@ CASES = [
     (["train", "{good}", "--set", "eval_every_steps=0"], "eval_every_steps must be >= 1 or null, got 0"),
     (["train", "{good}", "--set", "eval_every_steps=100", "--set", "eval_episodes=0"], "eval_every_steps needs eval_episodes >= 1"),
     (["train", "{good}", "--set", "nonsense"], "expected KEY=VALUE"),
+    # hostile or damaged config files (bounded work, one line)
+    (["train", "{tmp}/bomb.yaml"], "bomb.yaml: invalid YAML at line 3, column 10: YAML aliases (*a0) are not supported in a config"),
+    (["train", "{tmp}/dup.yaml"], "invalid YAML at line 4, column 3: duplicate key 'gamma' (first at line 3)"),
+    (["train", "{tmp}/latin1.yaml"], "latin1.yaml: not UTF-8 text (byte 22); save it as UTF-8"),
+    (["train", "{tmp}/deep.yaml"], "invalid YAML: nested too deeply"),
+    (["train", "{tmp}/longint.yaml"], "invalid YAML: a value cannot be read"),
+    (["train", "{tmp}/fifo.yaml"], "fifo.yaml is not a regular file"),
+    (["train", "{good}", "--set", "agent.learning_rate=.inf"], "agent.learning_rate must be a finite number, got inf"),
+    (["train", "{good}", "--set", "agent.gamma=.nan"], "agent.gamma must be a finite number, got nan"),
+    (["train", "{good}", "--set", "per.alpha=1e400"], "per.alpha must be a finite number, got inf"),
+    (["train", "{good}", "--set", "x=*a"], "the value is not valid YAML"),
+    (["train", "{good}", "--set", "eval_episodes=20000000"], "eval_episodes must be <= 1,000"),
+    (["train", "{good}", "--set", "episodes=10000000000"], "episodes must be <= 1,000,000"),
+    (["train", "{good}", "--set", "epsilon.decay_steps=10000000000000"], "epsilon.decay_steps must be <= 1e+11"),
+    (["train", "{good}", "--set", "network.hidden=[100000000000]"], "network.hidden layers must be at most 65,536"),
+    (["train", "{good}", "--set", "network.hidden=[60000, 60000]"], "the network has 3,600,480,002 parameters, more than 100,000,000"),
+    (["train", "{good}", "--name", "x" * 300], "name is 300 characters long; keep it to 100"),
+    (["train", "{good}", "--name", "../escape"], "must be a plain directory name"),
+    (["train", "{good}", "--name", ".hidden"], "must be a plain directory name"),
+    (["evaluate", "{runs}/dqn", "-n", "100000000"], "--episodes must be <= 100,000"),
     # environments
     (["train", "{good}", "--set", "env=CartPole-v9"], "unknown environment 'CartPole-v9' (did you mean 'CartPole-v1'?)"),
     (["train", "{good}", "--set", "env=Pendulum-v1"], "has a Box action space; DQN needs a Discrete one"),
@@ -117,7 +146,7 @@ CASES = [
     (["train", "{good}", "--set", "env=FakeSuite/Game-v0"], 'needs the fakesuite extra: pip install "dqnrun[fakesuite]"'),
     (["train", "{good}", "--set", "env=dqnrun-test/Broken-v0"], "cannot create environment 'dqnrun-test/Broken-v0': RuntimeError: missing licence file"),
     # resources and options
-    (["train", "{good}", "--set", "agent.memory_size=100000000000"], "the replay memory needs"),
+    (["train", "{good}", "--set", "agent.memory_size=100000000000"], "agent.memory_size must be <= 100,000,000"),
     (["train", "{good}", "--out", "{tmp}/a-file/results"], "cannot create results directory"),
     (["train", "{good}", "--seeds", "1,x"], "--seeds '1,x': expected integers"),
     (["train", "{good}", "--device", "tpu"], "--device 'tpu'"),

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,23 @@ def test_ablation_configs_add_or_remove_exactly_one_component():
         assert (c.epsilon.max == 0.0) == c.agent.noisy
         assert {k: v for k, v in c.to_dict().items() if k not in ("name", "variant", "agent", "epsilon")} == {
             k: v for k, v in rainbow.to_dict().items() if k not in ("name", "variant", "agent", "epsilon")}
+
+
+@pytest.mark.parametrize("name", ["2024", "null", "true", "[1, 2]", "a: b", "1e3"])
+def test_name_is_a_plain_string_never_yaml(tmp_path, name):
+    path = tmp_path / "c.yaml"
+    path.write_text("variant: dqn\n")
+    assert load_config(path, name=name).name == name
+
+
+@pytest.mark.parametrize("text, message", [
+    ("variant: dqn\nagent: {learning_rate: .inf}\n", "agent.learning_rate must be a finite number, got inf"),
+    ("variant: dqn\nepsilon: {min: .nan}\n", "epsilon.min must be a finite number, got nan"),
+    ("variant: dqn\nvariant: ddqn\n", "duplicate key 'variant' (first at line 1)"),
+    ("base: &b {gamma: 0.9}\nvariant: dqn\nagent: *b\n", "YAML aliases (*b) are not supported"),
+])
+def test_yaml_that_a_config_refuses(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_config(path)

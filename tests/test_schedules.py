@@ -50,3 +50,21 @@ def test_linear_epsilon_is_sb3s_schedule():
     assert isinstance(eps, LinearEpsilon)
     assert eps(0) == 1.0 and eps(1000) == eps(5000) == 0.1
     assert abs(eps(500) - 0.55) < 1e-12 and abs(eps(120) - (1.0 - 0.9 * 0.12)) < 1e-12
+
+
+@pytest.mark.parametrize("eps_max, eps_min, decay_steps", [
+    (1.0, 0.3, 20_000),  # every shipped config
+    (1.0, 0.3, 200), (0.9, 0.1, 2), (1.0, 0.05, 12_345), (0.5, 0.5, 7),
+])
+def test_the_schedule_gives_bitwise_the_table_without_storing_it(eps_max, eps_min, decay_steps):
+    eps = EpsilonSchedule(eps_max, eps_min, decay_steps)
+    table = lecture_epsilons(eps_max, eps_min, decay_steps)
+    values = np.array([eps(t) for t in range(decay_steps)])
+    np.testing.assert_array_equal(values, table)  # exact, not approximate
+    assert not any(isinstance(v, np.ndarray) for v in vars(eps).values())
+
+
+def test_a_huge_decay_costs_nothing():
+    eps = EpsilonSchedule(1.0, 0.3, 10**11)
+    assert eps(0) == 1.0 and eps(10**11 - 1) == 0.3 and eps(10**11) == 0.3
+    assert 0.3 < eps(10**10) < 1.0

@@ -1,0 +1,270 @@
+"""Hostile files: loading never runs code from them, every refusal is one line and exit code 2.
+
+Each crafted file is made here. Its payload would create a marker file if it were ever
+unpickled by an ordinary loader; the marker must never appear.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import torch
+import yaml
+from tests_helpers import TINY_RAW
+from typer.testing import CliRunner
+
+from dqnrun import safeio
+from dqnrun.cli import app
+from dqnrun.errors import UserError
+
+runner = CliRunner()
+UNSAFE = "not a dqnrun result file, or unsafe"
+
+
+class Payload:
+    """Unpickled by an ordinary loader, calls `how` with `args` (and so writes the marker)."""
+
+    def __init__(self, how, args):
+        self.how, self.args = how, args
+
+    def __reduce__(self):
+        return self.how, self.args
+
+
+def payloads(marker: Path) -> dict[str, Payload]:
+    return {
+        "os.system": Payload(os.system, (f"touch {marker}",)),
+        "builtins.exec": Payload(exec, (f"open({str(marker)!r}, 'w').close()",)),
+        "subprocess.Popen": Payload(subprocess.Popen, (["touch", str(marker)],)),
+    }
+
+
+def lecture_like(value) -> dict:
+    return {"max_score": value, "min_score": np.zeros(3), "mean_score": np.zeros(3)}
+
+
+def write_payload(path: Path, kind: str, how: str, marker: Path) -> None:
+    """A crafted joblib file: the payload as a value (plain pickle, joblib, zlib-compressed
+    joblib) or hidden in an object array, which joblib stores as a nested pickle."""
+    payload = payloads(marker)[how]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "pickle":
+        path.write_bytes(pickle.dumps(lecture_like(payload), protocol=4))
+    elif kind == "joblib":
+        joblib.dump(lecture_like(payload), path)
+    elif kind == "zlib":
+        joblib.dump(lecture_like(payload), path, compress=3)
+    elif kind == "object-array":
+        joblib.dump(lecture_like(np.array([payload, 1], dtype=object)), path)
+
+
+def make_run(root: Path, name: str = "run") -> Path:
+    run = root / name
+    (run / "seeds").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({**TINY_RAW, "name": name, "seeds": [3, 4]}))
+    return run
+
+
+@pytest.fixture
+def wide(monkeypatch):
+    """`list` prints a table: wide enough for a whole error message in its status column."""
+    from dqnrun import console
+
+    monkeypatch.setattr(console.console, "width", 500)
+
+
+@pytest.fixture
+def alarm():
+    """A test that would hang (a FIFO, an expanding file) fails instead."""
+    signal.signal(signal.SIGALRM, lambda *a: pytest.fail("timed out: a read blocked or did not end"))
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+
+
+def one_line(result, code: int = 2) -> str:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Code execution: results.joblib, seeds/*.joblib and checkpoints, through every command
+
+
+KINDS = ["pickle", "joblib", "zlib", "object-array"]
+HOWS = ["os.system", "builtins.exec", "subprocess.Popen"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("how", HOWS)
+@pytest.mark.parametrize("command", ["compare", "plot", "list"])
+def test_a_crafted_results_file_runs_no_code(tmp_path, alarm, wide, kind, how, command):
+    marker = tmp_path / "marker"
+    run = make_run(tmp_path / "results")
+    write_payload(run / "results.joblib", kind, how, marker)
+    if command == "list":
+        result = runner.invoke(app, ["list", str(tmp_path / "results")], env={"COLUMNS": "400"})
+        assert result.exit_code == 0, result.output
+        assert "unreadable" in result.output and UNSAFE in result.output
+    else:
+        args = [command, str(run)] + (["-o", str(tmp_path / "fig.png")] if command == "plot" else [])
+        line = one_line(runner.invoke(app, args, env={"COLUMNS": "400"}))
+        assert UNSAFE in line and str(run / "results.joblib") in line
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("how", HOWS)
+def test_a_crafted_seed_file_runs_no_code_on_resume(tmp_path, alarm, kind, how):
+    marker = tmp_path / "marker"
+    run = make_run(tmp_path)
+    write_payload(run / "seeds" / "seed-3.joblib", kind, how, marker)
+    (run / "seeds" / "seed-4.joblib").write_bytes((run / "seeds" / "seed-3.joblib").read_bytes())
+    line = one_line(runner.invoke(app, ["train", "--resume", str(run)], env={"COLUMNS": "400"}))
+    assert UNSAFE in line and "seed-3.joblib" in line
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("how", HOWS)
+def test_a_crafted_checkpoint_runs_no_code_on_resume(tmp_path, alarm, how):
+    marker = tmp_path / "marker"
+    run = make_run(tmp_path)
+    (run / "checkpoints").mkdir()
+    torch.save({"format": "dqnrun-checkpoint", "seed": 3, "x": payloads(marker)[how]},
+               run / "checkpoints" / "seed-3.pt")
+    line = one_line(runner.invoke(app, ["train", "--resume", str(run)], env={"COLUMNS": "400"}))
+    assert "seed-3.pt is truncated or not a dqnrun checkpoint file; delete it" in line
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("how", HOWS)
+def test_a_crafted_model_runs_no_code(tmp_path, alarm, how):
+    marker = tmp_path / "marker"
+    run = make_run(tmp_path)
+    (run / "models").mkdir()
+    torch.save({"format": "dqnrun-model", "x": payloads(marker)[how]}, run / "models" / "seed-3.pt")
+    line = one_line(runner.invoke(app, ["evaluate", str(run)], env={"COLUMNS": "400"}))
+    assert "is truncated or not a dqnrun model file" in line
+    assert not marker.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# What the allow-list unpickler loads, and what it refuses
+
+
+def test_the_lectures_files_and_every_shipped_run_load_as_with_joblib(tmp_path):
+    curve = np.linspace(10, 500, 226)
+    joblib.dump({"max_score": curve + 5, "min_score": curve - 5, "mean_score": curve}, tmp_path / "lecture.joblib")
+    shipped = sorted((Path(__file__).parent.parent / "results").rglob("*.joblib"))
+    assert shipped
+    for path in [tmp_path / "lecture.joblib", *shipped]:
+        ours, theirs = safeio.load_joblib(path), joblib.load(path)
+        assert ours.keys() == theirs.keys()
+        for key, value in theirs.items():
+            if isinstance(value, (np.ndarray, list)) and key != "status":
+                np.testing.assert_array_equal(ours[key], value)
+            else:
+                assert ours[key] == value
+
+
+VALUES = {
+    "containers": {"a": [1, 2.5, None, True], "b": (1, "x"), "c": {1, 2}, "d": frozenset([3]), "e": b"raw"},
+    "numbers": {"f": np.float64(1.5), "i": np.int64(-3), "z": 1 + 2j, "big": 2**100},
+    "arrays": {"c": np.arange(6.0).reshape(2, 3), "f": np.asfortranarray(np.ones((3, 2))),
+               "big-endian": np.arange(4, dtype=">i4"), "empty": np.zeros((0, 4)), "bool": np.array([True])},
+}
+
+
+@pytest.mark.parametrize("writer", ["joblib", "joblib-zlib", "joblib-gzip", "joblib-bz2", "joblib-xz",
+                                    "pickle-0", "pickle-2", "pickle-4", "pickle-5"])
+@pytest.mark.parametrize("name", sorted(VALUES))
+def test_plain_data_loads_from_every_writer(tmp_path, writer, name):
+    value, path = VALUES[name], tmp_path / "file"
+    if writer == "joblib":
+        joblib.dump(value, path)
+    elif writer.startswith("joblib-"):
+        joblib.dump(value, path, compress=(writer.split("-")[1], 3))
+    else:
+        path.write_bytes(pickle.dumps(value, protocol=int(writer.split("-")[1])))
+    loaded = safeio.load_joblib(path)
+    assert loaded.keys() == value.keys()
+    for key, expected in value.items():
+        if isinstance(expected, np.ndarray):
+            assert (loaded[key].dtype.kind, loaded[key].dtype.itemsize) == (expected.dtype.kind, expected.dtype.itemsize)
+            np.testing.assert_array_equal(loaded[key], expected)
+        else:
+            assert loaded[key] == expected and type(loaded[key]) is type(expected)
+
+
+class Gadget:  # an importable class that is not on the allow-list
+    pass
+
+
+def nested_shared(depth: int, width: int) -> bytes:
+    """A small pickle whose containers are shared so that walking it visits width**depth nodes."""
+    node: list = []
+    for _ in range(depth):
+        node = [node] * width
+    return pickle.dumps({"max_score": node}, protocol=4)
+
+
+def huge_array_header() -> bytes:
+    """A joblib array header that claims 2**40 float64s, followed by 8 bytes of data."""
+    from joblib.numpy_pickle import NumpyArrayWrapper
+
+    wrapper = NumpyArrayWrapper(np.ndarray, (2**40,), "C", np.dtype("f8"), numpy_array_alignment_bytes=None)
+    return pickle.dumps({"max_score": wrapper}, protocol=2) + bytes(8)
+
+
+REFUSED = [
+    ("another class", lambda: pickle.dumps({"x": Gadget()}), "it names test_safeio.Gadget"),
+    ("a numpy function", lambda: pickle.dumps(Payload(np.load, ("x",))), "it names numpy.load"),
+    ("ndarray called directly", lambda: pickle.dumps(Payload(np.ndarray, ((10**6,),))), "truncated"),
+    ("a shared container bomb", lambda: nested_shared(30, 10), "a container referenced twice"),
+    ("a huge array header", huge_array_header, "an array larger than the file"),
+    ("an object array in a plain pickle", lambda: pickle.dumps(np.array([1, None], dtype=object)),
+     "an object dtype"),
+    ("bytes() of a size", lambda: pickle.dumps(Payload(bytes, (10**12,))), "a bytes() call with arguments"),
+]
+
+
+@pytest.mark.parametrize("data, message", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_anything_else_is_refused_with_one_line(tmp_path, data, message):
+    path = tmp_path / "results.joblib"
+    path.write_bytes(data())
+    with pytest.raises(UserError) as err:
+        safeio.load_joblib(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_decompression_bomb_stops_at_the_cap(tmp_path):
+    path = tmp_path / "bomb.joblib"
+    joblib.dump({"max_score": [np.zeros(1 << 16) for _ in range(32)]}, path, compress=9)  # 16 MiB of zeros
+    assert path.stat().st_size < 1 << 16
+    with pytest.raises(UserError, match="more data than a result file holds"):
+        safeio.load_joblib(path, max_bytes=1 << 20)
+
+
+@pytest.mark.parametrize("command", ["compare", "plot", "list"])
+def test_a_fifo_or_a_device_is_refused_without_blocking(tmp_path, alarm, wide, command):
+    run = make_run(tmp_path / "results")
+    os.mkfifo(run / "results.joblib")
+    other = make_run(tmp_path / "results", "dev")
+    (other / "results.joblib").symlink_to("/dev/zero")
+    if command == "list":
+        result = runner.invoke(app, ["list", str(tmp_path / "results")], env={"COLUMNS": "400"})
+        assert result.exit_code == 0 and result.output.count("is not a regular file") == 2, result.output
+        return
+    for target in (run, other):
+        line = one_line(runner.invoke(app, [command, str(target)], env={"COLUMNS": "400"}))
+        assert "results.joblib is not a regular file" in line
