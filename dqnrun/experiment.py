@@ -293,8 +293,7 @@ def machine() -> dict[str, str]:
 def assemble(run_dir: Path, config: Config, device: str) -> Run:
     """Build `results.joblib` from the per-seed files of a finished run, write it, return its view."""
     files = RunDir(run_dir)
-    results = [SeedResult.from_state({**files.read_seed_result(s), "best_state": None, "final_state": None})
-               for s in config.seeds]
+    results = [seed_result(files, s) for s in config.seeds]
     # The lecture's max/min/mean curves come from the seeds that trained to the end; a seed
     # that diverged stops early and would cut every curve short. (If all diverged: all of them.)
     pooled = [r for r in results if r.status == "complete"] or results
@@ -313,6 +312,15 @@ def assemble(run_dir: Path, config: Config, device: str) -> Run:
     if files.checkpoints_dir.is_dir() and not any(files.checkpoints_dir.iterdir()):
         files.checkpoints_dir.rmdir()
     return run_from_data(data, files.results_file)
+
+
+def seed_result(files: RunDir, seed: int) -> SeedResult:
+    """A finished seed's result file as a SeedResult (checked by `RunDir.read_seed_result`)."""
+    state = files.read_seed_result(seed)
+    unknown = sorted(set(state) - set(SeedResult.__dataclass_fields__))
+    if unknown:
+        raise UserError(f"{files.seed_result(seed)}: damaged: an unknown key {unknown[0][:40]!r}")
+    return SeedResult.from_state({**state, "best_state": None, "final_state": None})
 
 
 def pending_seeds(run_dir: Path, config: Config) -> list[int]:
@@ -431,7 +439,7 @@ def start_run(
         pending = files.pending_seeds(cfg.seeds)
         for s in cfg.seeds:  # fail here, not inside a worker or after training
             if s not in pending:
-                files.read_seed_result(s)
+                seed_result(files, s)
                 continue
             checkpoint = load_checkpoint(files.checkpoint(s))
             if checkpoint is not None:
