@@ -82,21 +82,19 @@ def categorical_projection(
     `next_probs` (B, N): p_j(s', a*) on the support z_j = v_min + j dz. Each atom moves to
     T z_j = r + gamma^m (1 - terminal) z_j, clipped to [v_min, v_max]; b_j = (T z_j - v_min) / dz
     splits its mass between the neighbours l = floor(b_j) and u = ceil(b_j) in proportion to
-    closeness. When b_j is an integer (l == u) the algorithm's two shares are both 0; the whole
-    mass goes to l instead, so none is lost.
+    closeness: u - b_j to l, b_j - l to u. Written as m_i = sum_j p_j max(0, 1 - |b_j - i|),
+    which is the same split and, when b_j is an integer (l == u, where the algorithm's two
+    shares are both 0), keeps the whole mass on that atom. A dense (B, N, N) product rather than
+    a scatter: deterministic on every device.
     """
     n = next_probs.shape[1]
     dz = (v_max - v_min) / (n - 1)
     support = torch.linspace(v_min, v_max, n, device=next_probs.device, dtype=next_probs.dtype)
     tz = (rewards[:, None] + (discounts * (1.0 - terminated))[:, None] * support[None, :]).clamp(v_min, v_max)
-    b = ((tz - v_min) / dz).clamp(0, n - 1)  # rounding must not push b past the last atom
-    lower, upper = b.floor(), b.ceil()
-    to_lower = next_probs * (upper - b + (upper == lower).to(b.dtype))
-    to_upper = next_probs * (b - lower)
-    m = torch.zeros_like(next_probs)
-    m.scatter_add_(1, lower.long(), to_lower)
-    m.scatter_add_(1, upper.long(), to_upper)
-    return m
+    b = ((tz - v_min) / dz).clamp(0, n - 1)  # (B, N_j); rounding must not push b past the last atom
+    atoms = torch.arange(n, device=next_probs.device, dtype=next_probs.dtype)
+    share = (1.0 - (b[:, None, :] - atoms[None, :, None]).abs()).clamp(min=0.0)  # (B, N_i, N_j)
+    return torch.bmm(share, next_probs.unsqueeze(2)).squeeze(2)
 
 
 @torch.no_grad()
