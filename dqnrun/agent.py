@@ -176,7 +176,9 @@ class Agent:
 
         Noisy heads draw independent noise for the target network, the online network's
         action choice at s' (Double DQN) and the online network being trained
-        (Fortunato et al. 2018, Algorithm 1).
+        (Fortunato et al. 2018, Algorithm 1: xi', xi'' and xi). Algorithm 1 writes the draws
+        inside its loop over the minibatch's transitions; here, as in Rainbow implementations,
+        one draw of each serves the whole minibatch.
         """
         if self.online.spec.distributional:
             return self._update_distributional(batch)
