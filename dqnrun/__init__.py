@@ -48,7 +48,8 @@ def train(
 ) -> "Run":
     """Train every seed of a config and return the finished run (what `dqnrun train` does).
 
-    `config` is a YAML path, a plain dict (the YAML's structure) or a `Config`; `overrides` are
+    `config` is a YAML path, a plain dict (the YAML's structure; the variant's preset fills the
+    agent switches it leaves out) or a `Config` (taken as it is); `overrides` are
     `"dotted.key=value"` strings as for `--set`; `seeds` and `name` replace the config's. The run
     goes to `out/<name>` (`out/<name>-2` if that exists). `jobs` seeds train at once (default:
     as many as cores and seeds allow); `device` is auto, cpu, cuda or mps. `on_event` receives
