@@ -126,6 +126,8 @@ def apply_wrappers(env: gym.Env, wrappers: Sequence[Mapping[str, Any] | str]) ->
                 env = cls(env, **args)
         except gym.error.DependencyNotInstalled as exc:
             env.close()
+            if name == "AtariPreprocessing":  # OpenCV, which the atari extra installs
+                raise UserError(f"wrapper {name!r} needs OpenCV: {install_hint('atari')}") from None
             raise UserError(f"wrapper {name!r} needs a package that is not installed: {exc}") from None
         except Exception as exc:  # the wrapper rejected its arguments or the environment
             env.close()
@@ -281,12 +283,3 @@ def env_info(env_id: str, kwargs: Mapping[str, Any] | None = None,
 def config_env(config: Any, render_mode: str | None = None) -> gym.Env:
     """The environment of a run config (its `env`, `env_kwargs` and `wrappers`)."""
     return make_env(config.env, render_mode, config.env_kwargs, config.wrappers)
-
-
-def reward_threshold(env_id: str) -> float | None:
-    """The registered reward threshold ("solved" score) of `env_id`, if it has one."""
-    try:
-        spec = gym.spec(env_id)
-    except gym.error.Error:
-        return None
-    return spec.reward_threshold

@@ -152,3 +152,12 @@ def test_a_tiny_atari_run(tmp_path):
 
     spec = best_policy(run).network.spec
     assert spec.obs_shape == (4, 84, 84) and spec.trunk == "nature"
+
+
+def test_atari_preprocessing_without_opencv_names_the_extra(monkeypatch):
+    def no_cv2(*args, **kwargs):
+        raise gym.error.DependencyNotInstalled("opencv-python package not installed")
+
+    monkeypatch.setattr(gym.wrappers, "AtariPreprocessing", no_cv2)
+    with pytest.raises(UserError, match=r'needs OpenCV: pip install "dqnrun\[atari\]"'):
+        make_env("CartPole-v1", wrappers=["AtariPreprocessing"])
