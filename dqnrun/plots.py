@@ -195,7 +195,9 @@ def learning_curves(runs: Sequence[Run], x: str = "episodes", title: str | None 
                     continue
                 windows.add(run_window(run, lengths[i]))
                 st = style(i)
-                (line,) = ax.plot(curve.x, curve.centre, linewidth=1.6 if size == "column" else 2.0, label=labels[i], **st)
+                # A run as long as its window has one smoothed point: a marker shows it.
+                (line,) = ax.plot(curve.x, curve.centre, linewidth=1.6 if size == "column" else 2.0, label=labels[i],
+                                  marker="o" if len(curve.x) == 1 else None, **st)
                 handles.setdefault(labels[i], line)
                 if curve.low is not None:
                     ax.fill_between(curve.x, curve.low, curve.high, color=st["color"], alpha=0.2, linewidth=0)

@@ -137,6 +137,12 @@ def test_a_shorter_length_recomputes_the_curves():
     assert len(fig.axes[0].lines[0].get_ydata()) == 16
 
 
+def test_a_run_as_long_as_its_window_is_one_marked_point():
+    fig, notes = learning_curves([fake_run("dqn", n_episodes=5)])
+    (mean,) = [line for line in fig.axes[0].lines if line.get_label() == "dqn"]
+    assert notes == [] and len(mean.get_xdata()) == 1 and mean.get_marker() == "o"
+
+
 def test_a_run_shorter_than_its_window_is_reported():
     run = fake_run("short", n_episodes=30)
     run = dataclasses.replace(run, window=40)  # recorded by an older release
