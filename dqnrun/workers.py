@@ -31,7 +31,11 @@ from dqnrun.networks import NetworkSpec
 from dqnrun.trainer import EpisodeEnd, Event, SeedEnd
 
 DASK_INSTALL = 'pip install "dqnrun[dask]"'
-SPAWN_AFTER = 1.5  # seconds of work waiting before worker processes start (about their start-up)
+# A worker process costs about 1.5 s of CPU to start (Python, torch, gymnasium). It starts when
+# the work waiting for it is estimated (from the episodes' pace so far) at SPAWN_WORTH seconds,
+# or, before any episode has ended, once work has waited SPAWN_AFTER seconds.
+SPAWN_WORTH = 4.0
+SPAWN_AFTER = 3.0
 MAX_LOSSES = 3  # a chunk whose worker dies this often is not retried again
 CONNECT_TIMEOUT = 10  # seconds to reach a Dask scheduler
 
@@ -80,11 +84,14 @@ def run_chains(
     running: dict[int, Chain] = {}
     tokens = itertools.count()
 
+    paces: dict[int, float] = {}  # chain -> its seconds per episode so far
+
     def deliver(chain: Chain, event: Event) -> None:
         if isinstance(event, EpisodeEnd):
             if event.episode <= chain.delivered:
                 return  # already delivered by an earlier run of this chunk
             chain.delivered = event.episode
+            paces[id(chain)] = event.wall_time / event.episode
         elif isinstance(event, SeedEnd):
             if chain.ended:
                 return
@@ -99,7 +106,7 @@ def run_chains(
                 ready.clear()
                 pool.stop()
             if not stopping:
-                pool.grow(len(ready))
+                pool.grow(len(ready), waiting_seconds(ready, paces))
             while ready and not stopping and pool.free() > 0:
                 chain = ready.popleft()
                 token = next(tokens)
@@ -136,6 +143,15 @@ def run_chains(
             for chain in chains:
                 deliver(chain, SeedEnd(chain.seed, "interrupted", f"stopped after episode {chain.delivered}"))
     return not stopping
+
+
+def waiting_seconds(ready: deque[Chain], paces: dict[int, float]) -> float | None:
+    """The training time the waiting chains still need, at the mean pace so far (None: no
+    episode has ended yet). Episodes get longer as agents learn: this is a lower bound."""
+    if not paces:
+        return None
+    pace = sum(paces.values()) / len(paces)
+    return sum(max(0, c.config.episodes - c.delivered) * pace for c in ready)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,8 +198,9 @@ def sigint_ignored() -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------
 # Local workers: the client's own process runs one chunk at a time in a thread, and up to
 # `jobs - 1` worker processes run the others. Importing torch and gymnasium costs a process
-# about a second and a half of CPU, more than a small run saves, so processes start only once
-# work has waited SPAWN_AFTER seconds, and chunks go only to workers that said they are ready.
+# about a second and a half of CPU, more than a small run saves, so processes start only when
+# the waiting work is worth it (SPAWN_WORTH), and chunks go only to workers that said they are
+# ready.
 # Each worker talks to the client over its own pipe (no lock shared between workers, so a
 # killed one cannot block the others).
 
@@ -300,9 +317,15 @@ class LocalPool:
         self.started = time.monotonic()
         return self
 
-    def grow(self, waiting: int) -> None:
-        """Start worker processes for chunks that are waiting (see SPAWN_AFTER)."""
-        if waiting and len(self.slots) < self.jobs and time.monotonic() - self.started >= SPAWN_AFTER:
+    def grow(self, waiting: int, seconds: float | None) -> None:
+        """Start worker processes for waiting chains when the work pays for them (SPAWN_WORTH)."""
+        if not waiting or len(self.slots) >= self.jobs:
+            return
+        if seconds is None:
+            worth = time.monotonic() - self.started >= SPAWN_AFTER
+        else:
+            worth = seconds >= SPAWN_WORTH
+        if worth:
             for _ in range(min(waiting, self.jobs - len(self.slots))):
                 self.slots.append(Slot(in_process=False))
 
@@ -457,7 +480,7 @@ class DaskPool:
 
             with sigint_ignored():  # worker processes inherit it: Ctrl-C stops chunks, not workers
                 self.cluster = d.LocalCluster(n_workers=self.n_local, threads_per_worker=1, processes=True,
-                                              dashboard_address=None, silence_logs=logging.ERROR)
+                                              dashboard_address=":0", silence_logs=logging.ERROR)
             self.client = d.Client(self.cluster)
         else:
             try:
@@ -481,7 +504,7 @@ class DaskPool:
             if self.cluster is not None:
                 self.cluster.close()
 
-    def grow(self, waiting: int) -> None:
+    def grow(self, waiting: int, seconds: float | None) -> None:
         pass  # the cluster's size is the cluster's business
 
     def free(self) -> int:

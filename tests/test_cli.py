@@ -64,6 +64,7 @@ def test_combination_of_switches_trains(tiny_config, tmp_path):
 
 def test_same_numbers_with_one_or_two_jobs(tiny_config, tmp_path, monkeypatch):
     monkeypatch.setattr("dqnrun.workers.SPAWN_AFTER", 0.0)
+    monkeypatch.setattr("dqnrun.workers.SPAWN_WORTH", 0.0)
     path = str(tiny_config("det", variant="per"))
     a = train(path, "--out", str(tmp_path), "--name", "one", "--jobs", "1")
     b = train(path, "--out", str(tmp_path), "--name", "two", "--jobs", "2")

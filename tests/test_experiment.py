@@ -34,7 +34,7 @@ def write_config(path: Path, **changes) -> Path:
 
 # The run under test: both seeds in worker processes from the start (by default small runs stay
 # in the main process), so a signal finds two workers in the middle of their chunks.
-WORKER_PROCESSES = ("import dqnrun.workers as w; w.SPAWN_AFTER = 0.0; "
+WORKER_PROCESSES = ("import dqnrun.workers as w; w.SPAWN_AFTER = w.SPAWN_WORTH = 0.0; "
                     "w.run_chains.__defaults__ = w.run_chains.__defaults__[:-1] + (False,); "
                     "from dqnrun.cli import main; main()")
 SIGNALLED = dict(seeds=[3, 4], episodes=100, checkpoint_every=2, eval_episodes=1)

@@ -210,7 +210,7 @@ def test_a_dead_scheduler_is_one_line_not_a_hang(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def cluster():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   scheduler_port=0, silence_logs=50) as cluster:
         yield cluster
 

@@ -49,6 +49,7 @@ def assert_each_event_once_in_order(events, seeds, episodes):
 @pytest.fixture
 def spawn_now(monkeypatch):
     monkeypatch.setattr(workers, "SPAWN_AFTER", 0.0)
+    monkeypatch.setattr(workers, "SPAWN_WORTH", 0.0)
 
 
 def test_worker_processes_give_the_numbers_of_a_straight_run_even_when_one_is_killed(spawn_now):
@@ -94,3 +95,16 @@ def test_an_error_in_a_worker_reaches_the_client_as_itself():
 def test_bad_local_scheduler(address, message):
     with pytest.raises(UserError, match=message):
         workers.parse_local(address)
+
+
+def test_worker_processes_start_only_for_work_worth_their_start_up():
+    config, spec = tiny(episodes=100)
+    ready = __import__("collections").deque([workers.Chain(s, config, spec, s, "cpu") for s in (3, 4)])
+    ready[0].delivered = 40
+    assert workers.waiting_seconds(ready, {}) is None  # no pace known yet
+    assert workers.waiting_seconds(ready, {1: 0.02, 2: 0.04}) == pytest.approx((60 + 100) * 0.03)
+    pool = workers.LocalPool(jobs=3)
+    pool.slots, pool.started = [], __import__("time").monotonic()
+    pool.grow(2, 1.0)  # 1 s of waiting work: not worth a process
+    pool.grow(2, None)  # no estimate, and not waited long
+    assert pool.slots == []
