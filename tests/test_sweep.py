@@ -245,3 +245,14 @@ def test_a_killed_dask_worker_costs_a_chunk_and_changes_no_number(study, cluster
     assert result.exit_code == 0, result.output
     assert killed
     assert_points_equal(tmp_path / "study", trained)
+
+
+def test_the_shipped_ablation_sweep_is_the_ablation_configs():
+    root = Path(__file__).parent.parent
+    sweep = load_sweep(root / "sweeps" / "ablation-cartpole.yaml")
+    configs = {p.stem.removeprefix("abl-"): p for p in (root / "configs" / "ablation").glob("*.yaml")}
+    assert sorted(p.name for p in sweep.points) == sorted(configs) and sweep.seeds == 14 * 5
+    from dqnrun.config import load_config
+
+    for point in sweep.points:
+        assert point.config == load_config(configs[point.name], [f"name={point.name}"])
