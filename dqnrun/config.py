@@ -89,6 +89,14 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class SpeedConfig:
+    flush_denormal: bool = _doc(
+        "flush denormal floats to zero on the CPU: faster RMSprop once parts of its running average decay "
+        "towards zero, but the numbers differ from a run without it", False,
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = _doc("run directory name (default: the config file's stem)")
     variant: str = _doc("preset: dqn | ddqn | per | dueling | rainbow")
@@ -116,6 +124,7 @@ class Config:
     per: PerConfig = _doc("prioritized replay (used when agent.prioritized)", PerConfig())
     network: NetworkConfig = _doc("Q-network", NetworkConfig())
     logging: LoggingConfig = _doc("what is logged while training (changes no number)", LoggingConfig())
+    speed: SpeedConfig = _doc("how the numbers are computed, where that trades exactness for speed", SpeedConfig())
 
     @property
     def smoothing_window(self) -> int:

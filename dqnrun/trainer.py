@@ -141,6 +141,9 @@ def train_seed(
     training continues from it exactly as if it had never stopped.
     """
     torch.set_num_threads(1)
+    # Per thread (the CPU's FTZ/DAZ flags): set for every seed, since a worker thread serves
+    # seeds of different configs one after another.
+    torch.set_flush_denormal(config.speed.flush_denormal)
     a = config.agent
     rngs = seeding.streams(seed)
     agent = Agent(spec, a, device, rngs.torch_seed, rngs.noise_seed)
@@ -284,6 +287,8 @@ def train_seed(
             ):
                 save_checkpoint(checkpoint())
     finally:
+        if config.speed.flush_denormal:
+            torch.set_flush_denormal(False)
         env.close()
         for e in eval_envs:
             e.close()

@@ -173,3 +173,16 @@ def test_frame_store_trains_bitwise_like_whole_stacks_and_resumes_exactly(monkey
     # The same run storing whole stacks (nothing was evicted: 72 steps in a memory of 300).
     monkeypatch.setattr(dqnrun.trainer, "frame_stack_of", lambda env: None)
     same(train_seed(c, 5, spec), straight)
+
+
+def _flushes_denormals() -> bool:
+    return (torch.tensor([1e-40]) * 1.0).item() == 0.0
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_speed_flush_denormal_holds_while_the_seed_trains_and_is_undone_after(flush):
+    seen = []
+    c = config(episodes=2, speed={"flush_denormal": flush})
+    train_seed(c, 5, SPEC, emit=lambda event: seen.append(_flushes_denormals()) if hasattr(event, "episode") else None)
+    assert len(seen) == 2 and set(seen) == {flush}
+    assert not _flushes_denormals()
