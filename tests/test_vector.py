@@ -1,0 +1,156 @@
+"""StackedAgent against K separate Agents on the chain environment's transitions."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from chain_env import Chain
+
+from dqnrun.agent import Agent
+from dqnrun.config import AgentConfig
+from dqnrun.networks import NetworkSpec
+from dqnrun.replay import Batch
+from dqnrun.vector import StackedAgent, clip_grad_norm_per_seed, stack_batches
+
+SEEDS = (11, 22, 33)
+TOL = dict(rtol=1e-4, atol=1e-5)  # batched kernels sum in another order: last bits differ
+
+
+def chain_batch(rng: np.random.Generator, size: int, per_weights: bool, n_step: bool) -> Batch:
+    """Transitions of the chain environment: from t/10 by a random action to (t+1)/10."""
+    env = Chain()
+    obs, actions, rewards, next_obs, terminated = [], [], [], [], []
+    for t in rng.integers(0, 10, size):
+        env.reset()
+        env.t = int(t)
+        action = int(rng.integers(2))
+        nxt, reward, term, _, _ = env.step(action)
+        obs.append([t / 10])
+        actions.append(action)
+        rewards.append(reward)
+        next_obs.append(nxt)
+        terminated.append(float(term))
+    weights = torch.as_tensor(rng.uniform(0.2, 1.0, size), dtype=torch.float32) if per_weights else None
+    discounts = torch.as_tensor(rng.choice([0.81, 0.9], size), dtype=torch.float32) if n_step else None
+    return Batch(torch.tensor(obs, dtype=torch.float32), torch.tensor(actions), torch.tensor(rewards, dtype=torch.float32),
+                 torch.tensor(np.array(next_obs)), torch.tensor(terminated), weights, np.arange(size), discounts)
+
+
+def pair(dueling=False, **changes):
+    spec = NetworkSpec(1, 2, (16, 8), dueling)
+    config = AgentConfig(gamma=0.9, learning_rate=0.01, **changes)
+    return [Agent(spec, config, "cpu", torch_seed=s) for s in SEEDS], StackedAgent(spec, config, "cpu", SEEDS)
+
+
+def assert_same_networks(agents, stacked, exact=False):
+    for k, (agent, state) in enumerate(zip(agents, stacked.state_dicts())):
+        for which in ("online", "target"):
+            for name, value in getattr(agent, which).state_dict().items():
+                if exact:
+                    assert torch.equal(value, state[which][name]), (k, which, name)
+                else:
+                    torch.testing.assert_close(state[which][name], value, **TOL)
+
+
+def test_initial_weights_are_each_seeds_agent_exactly():
+    agents, stacked = pair(dueling=True)
+    assert_same_networks(agents, stacked, exact=True)
+
+
+@pytest.mark.parametrize("changes", [
+    dict(double=True),
+    dict(double=False),
+    dict(double=True, dueling=True),
+    dict(double=True, loss="huber", max_grad_norm=0.5),
+    dict(double=True, optimizer="adam", n_step=3),
+    dict(double=False, prioritized=True, tau=0.3),
+], ids=["ddqn", "dqn", "dueling", "huber-clip", "adam-nstep", "per-polyak"])
+def test_updates_match_separate_agents(changes):
+    dueling = changes.pop("dueling", False)
+    agents, stacked = pair(dueling=dueling, **changes)
+    rng = np.random.default_rng(0)
+    for step in range(30):
+        batches = [chain_batch(rng, 16, changes.get("prioritized", False), changes.get("n_step", 1) > 1)
+                   for _ in SEEDS]
+        separate = [agent.update(b) for agent, b in zip(agents, batches)]
+        together = stacked.update(stack_batches(batches))
+        for k, learned in enumerate(separate):
+            torch.testing.assert_close(together.td_errors[k], learned.td_errors, **TOL)
+            torch.testing.assert_close(together.loss[k], learned.loss, **TOL)
+            torch.testing.assert_close(together.max_q[k], learned.max_q, **TOL)
+            torch.testing.assert_close(together.mean_q[k], learned.mean_q, **TOL)
+        if step % 5 == 4:
+            for agent in agents:
+                agent.sync_target()
+            stacked.sync_target()
+    assert_same_networks(agents, stacked)
+
+
+def test_acting_draws_each_seeds_stream_as_a_separate_agent_does():
+    agents, stacked = pair()
+    obs = np.array([[0.1], [0.5], [0.9]], dtype=np.float32)
+    rngs_a = [np.random.default_rng(s) for s in SEEDS]
+    rngs_b = [np.random.default_rng(s) for s in SEEDS]
+    for eps in (1.0, 0.5, 0.0, 0.3):
+        expected = [agent.act(o, eps, r) for agent, o, r in zip(agents, obs, rngs_a)]
+        assert stacked.act(obs, [eps] * 3, rngs_b).tolist() == expected
+    assert [r.random() for r in rngs_a] == [r.random() for r in rngs_b]
+    np.testing.assert_array_equal(stacked.greedy(obs[:, None])[:, 0], [a.greedy(o[None])[0] for a, o in zip(agents, obs)])
+
+
+def test_state_dicts_are_agent_state_dicts_both_ways():
+    agents, stacked = pair()
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        batches = [chain_batch(rng, 16, False, False) for _ in SEEDS]
+        for agent, b in zip(agents, batches):
+            agent.update(b)
+    # Separate agents' checkpoints into the stacked agent: bitwise the same state out again.
+    stacked.load_state_dicts([a.state_dict() for a in agents])
+    assert_same_networks(agents, stacked, exact=True)
+    for agent, state in zip(agents, stacked.state_dicts()):
+        ours, theirs = state["optimizer"], agent.state_dict()["optimizer"]
+        assert ours["param_groups"] == theirs["param_groups"]
+        for i in theirs["state"]:
+            for name in theirs["state"][i]:
+                assert torch.equal(ours["state"][i][name], theirs["state"][i][name]), (i, name)
+    # ...and a stacked seed's state into a fresh Agent, which then learns as the stacked one does.
+    fresh = Agent(NetworkSpec(1, 2, (16, 8), False), agents[0].config, "cpu", torch_seed=0)
+    fresh.load_state_dict(copy.deepcopy(stacked.state_dicts()[1]))
+    batches = [chain_batch(rng, 16, False, False) for _ in SEEDS]
+    torch.testing.assert_close(stacked.update(stack_batches(batches)).loss[1], fresh.update(batches[1]).loss, **TOL)
+
+
+def test_a_diverging_seed_leaves_the_others_untouched():
+    agents, stacked = pair()
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        batches = [chain_batch(rng, 16, False, False) for _ in SEEDS]
+        batches[1] = batches[1]._replace(rewards=torch.full((16,), 1e38))  # its loss overflows
+        together = stacked.update(stack_batches(batches))
+        for k in (0, 2):
+            agents[k].update(batches[k])
+    assert not torch.isfinite(together.loss[1])
+    assert torch.isfinite(together.loss[[0, 2]]).all()
+    states = stacked.state_dicts()
+    for k in (0, 2):
+        for name, value in agents[k].online.state_dict().items():
+            torch.testing.assert_close(states[k]["online"][name], value, **TOL)
+
+
+def test_per_seed_clipping_is_torchs_clipping_for_each_seed():
+    torch.manual_seed(0)
+    stacked = [torch.randn(3, 4, 5, requires_grad=True), torch.randn(3, 5, requires_grad=True)]
+    for p in stacked:
+        p.grad = torch.randn_like(p) * torch.tensor([0.01, 1.0, 100.0]).view(3, *([1] * (p.dim() - 1)))
+    separate = [[p.grad[k].clone().requires_grad_() for p in stacked] for k in range(3)]
+    norms = clip_grad_norm_per_seed(stacked, 1.0)
+    for k, grads in enumerate(separate):
+        params = [torch.zeros_like(g, requires_grad=True) for g in grads]
+        for p, g in zip(params, grads):
+            p.grad = g.detach().clone()
+        norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.testing.assert_close(norms[k], norm, **TOL)
+        for p, s in zip(params, stacked):
+            torch.testing.assert_close(s.grad[k], p.grad, **TOL)
