@@ -72,6 +72,8 @@ def _load_suite(env_id: str) -> None:
         raise UserError(f"environment {env_id!r} needs the {extra} extra: {install_hint(extra)}") from None
     if register and not any(k.startswith(namespace + "/") for k in gym.registry):
         getattr(mod, register)()
+    if namespace == "ALE":  # the emulator's banner on every environment: only its errors, please
+        mod.ALEInterface.setLoggerMode(mod.LoggerMode.Error)
 
 
 def _user_module_error(env_id: str, exc: ImportError) -> UserError:
