@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 from dqnrun.chunks import ChunkResult, ChunkTask, run_chunk
 from dqnrun.config import Config
-from dqnrun.errors import UserError
+from dqnrun.errors import Fault, UserError
 from dqnrun.networks import NetworkSpec
 from dqnrun.trainer import EpisodeEnd, Event, SeedEnd
 
@@ -40,7 +40,7 @@ MAX_LOSSES = 3  # a chunk whose worker dies this often is not retried again
 CONNECT_TIMEOUT = 10  # seconds to reach a Dask scheduler
 
 
-class WorkerFault(Exception):
+class WorkerFault(Fault):
     """A fault outside the user's control (workers dying, the scheduler gone); one line."""
 
 
