@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
@@ -673,6 +674,22 @@ def evaluate(
     console.print(f"{run}: {model} model of each seed, {episodes} greedy episodes on {loaded[0].env_id} "
                   f"(initial states from --env-seed {env_seed}); 'at training' = its evaluation score when saved")
     console.print(table)
+
+
+def reflow(doc: str | None) -> str | None:
+    """A docstring whose paragraphs are each one line, so that the help (rich markup, which keeps
+    line breaks) wraps them to the terminal; indented blocks (the examples) stay as written."""
+    if not doc:
+        return doc
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p if p.startswith(" ") else " ".join(p.split("\n")) for p in paragraphs)
+
+
+# Every command's help, whoever wrote it, wraps to the terminal (Typer reads the docstrings when
+# the app runs, after this).
+for _typer in (app, config_app):
+    for _info in _typer.registered_commands:
+        _info.callback.__doc__ = reflow(_info.callback.__doc__)
 
 
 def main() -> None:  # pragma: no cover
