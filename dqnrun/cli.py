@@ -69,6 +69,48 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def esc(value: Any) -> str:
+    """`value` as literal text inside rich markup: a run called "[/oops]" prints as itself."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
+def output_path(path: Optional[Path], force: bool) -> Optional[Path]:
+    """Check before any work that a file the user named can be written (see safeio)."""
+    from dqnrun.safeio import check_output
+
+    return None if path is None else check_output(path, force)
+
+
+def write_output(path: Path, write: Callable[[], Any]) -> Any:
+    """Run `write` (which draws or writes `path`); a full disk, a read-only place or
+    matplotlib's refusal of a title's math text is one line."""
+    from dqnrun.safeio import output_errors
+
+    try:
+        with output_errors(path):
+            return write()
+    except BaseException as exc:
+        import sys
+
+        if "matplotlib.pyplot" in sys.modules:  # a figure that was not saved is not kept open
+            sys.modules["matplotlib.pyplot"].close("all")
+        if not isinstance(exc, ValueError):
+            raise
+        if "Parse" not in str(exc) and "mathtext" not in str(exc):
+            raise
+        where = str(exc).strip().splitlines()[0][:60]
+        raise UserError(f"cannot draw {path}: matplotlib cannot read the math in a title or label ({where}); "
+                        "write \\$ for a literal $") from None
+
+
+def plot_labels(labels: list[str]) -> list[str]:
+    """Run names as legend labels: a "$" in a directory name is a dollar sign, not math."""
+    return [label.replace("$", "\\$") for label in labels]
+
+
+FORCE_OUTPUT_HELP = "Replace the output file if it exists (without it, an existing file is never touched)."
 SCHEDULER_HELP = ("Run on a Dask cluster: its scheduler's address (tcp://HOST:8786), or local:N for N local "
                   "Dask worker processes. Needs pip install \"dqnrun[dask]\".")
 SET_HELP = "Override a config key, e.g. --set agent.learning_rate=0.0005 (repeatable; values are YAML)."
@@ -124,36 +166,36 @@ def train(
     run_plan = experiment.start_run(config_path, overrides=overrides, out=out, force=force, resume=resume,
                                     jobs=jobs, device=device, scheduler=scheduler, name=name)
     for note in run_plan.notes:
-        console.print(f"[yellow]{note}[/yellow]")
+        console.print(f"[yellow]{esc(note)}[/yellow]")
     config, run_dir = run_plan.config, run_plan.run_dir
     console.print(
-        f"[bold]{config.name}[/bold]: {config.variant} on {config.env}, seeds {list(config.seeds)}, "
-        f"{config.episodes} episodes, device {run_plan.device}, {run_plan.where} -> {run_dir}"
+        f"[bold]{esc(config.name)}[/bold]: {config.variant} on {esc(config.env)}, seeds {list(config.seeds)}, "
+        f"{config.episodes} episodes, device {run_plan.device}, {run_plan.where} -> {esc(run_dir)}"
     )
     if run_plan.tensorboard:
-        console.print(f"TensorBoard: tensorboard --logdir {run_dir.parent}")
-    display = TrainingDisplay(title=f"{config.name} ({config.variant}, {config.env})", seeds=run_plan.todo,
+        console.print(f"TensorBoard: tensorboard --logdir {esc(run_dir.parent)}")
+    display = TrainingDisplay(title=esc(f"{config.name} ({config.variant}, {config.env})"), seeds=run_plan.todo,
                               episodes=config.episodes, resumed_from=run_plan.resumed_from, jobs=run_plan.jobs,
                               max_steps=config.max_steps)
     try:
         with LiveTraining(display) as live:
             outcome = experiment.execute(run_plan, live.handle)
     except WorkerFault as exc:
-        console.print(f"[red]{exc}; continue with `dqnrun train --resume {run_dir}`[/red]")
+        console.print(f"[red]{esc(exc)}; continue with `dqnrun train --resume {esc(run_dir)}`[/red]")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         console.print(f"[yellow]aborted: progress since each seed's last checkpoint is lost; "
-                      f"continue with `dqnrun train --resume {run_dir}`[/yellow]")
+                      f"continue with `dqnrun train --resume {esc(run_dir)}`[/yellow]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if outcome.run is None:
         done = len(config.seeds) - len(outcome.unfinished)
         console.print(
             f"[yellow]interrupted: {done} of {len(config.seeds)} seeds complete, the others checkpointed; "
-            f"continue with `dqnrun train --resume {run_dir}`[/yellow]"
+            f"continue with `dqnrun train --resume {esc(run_dir)}`[/yellow]"
         )
         raise typer.Exit(EXIT_INTERRUPTED)
     console.print(seed_summary(outcome.run))
-    console.print(f"saved [bold]{run_dir}[/bold]")
+    console.print(f"saved [bold]{esc(run_dir)}[/bold]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +395,7 @@ def default_plot_path(root: Path, labels: list[str]) -> Path:
 
 def print_notes(notes: list[str], out: Any) -> None:
     for note in notes:
-        out.print(f"[yellow]note: {note}[/yellow]")
+        out.print(f"[yellow]note: {esc(note)}[/yellow]")
 
 
 @app.command()
@@ -368,6 +410,7 @@ def plot(
     size: str = typer.Option("page", help=SIZE_HELP),
     title: Optional[str] = typer.Option(None, help="Figure title (default: the environment and the window)."),
     root: Path = typer.Option(Path("results"), help="Where runs are looked for when none is named."),
+    force: bool = typer.Option(False, "--force", help=FORCE_OUTPUT_HELP),
 ) -> None:
     """Draw learning curves: per run the smoothed scores' mean and a band over the seeds.
 
@@ -385,15 +428,17 @@ def plot(
     from dqnrun.plots import learning_curves, save_figure
     from dqnrun.stats import align, run_labels
 
+    output_path(output, force)
     loaded, notes = load_runs(runs or [], root)
     labels = run_labels(loaded)
     lengths, cut_notes = align(loaded, labels)
     out = output or default_plot_path(root, labels)
-    fig, draw_notes = learning_curves(loaded, x=x, title=title, band=band, threshold=parse_threshold(threshold),
-                                      size=size, labels=labels, lengths=lengths)
-    save_figure(fig, out)
+    fig, draw_notes = write_output(out, lambda: learning_curves(
+        loaded, x=x, title=title, band=band, threshold=parse_threshold(threshold), size=size,
+        labels=plot_labels(labels), lengths=lengths))
+    write_output(out, lambda: save_figure(fig, out))
     print_notes(notes + cut_notes + draw_notes, console)
-    console.print(f"wrote [bold]{out}[/bold]")
+    console.print(f"wrote [bold]{esc(out)}[/bold]")
 
 
 def parse_norms(items: list[str]) -> dict[str, tuple[float, float]]:
@@ -439,6 +484,7 @@ def compare(
     profile: Optional[Path] = typer.Option(None, help="Across environments: draw the performance profile to this file."),
     size: str = typer.Option("page", help="Figure size for --plot and --profile: " + SIZE_HELP),
     root: Path = typer.Option(Path("results"), help="Where runs are looked for when none is named."),
+    force: bool = typer.Option(False, "--force", help="Replace the --plot and --profile files if they exist."),
 ) -> None:
     """Compare saved runs: final score, 95% CI, IQM, episodes to the threshold, P(improvement).
 
@@ -467,6 +513,10 @@ def compare(
     if last is not None and last < 1:
         raise UserError(f"--last must be >= 1, got {last}")
     norms = parse_norms(norm)
+    output_path(plot_file, force)
+    output_path(profile, force)
+    if plot_file is not None and profile is not None and plot_file.resolve() == profile.resolve():
+        raise UserError(f"--plot and --profile both name {plot_file}; give them different files")
     loaded, notes = load_runs(runs or [], root)
     labels = run_labels(loaded)
     comparison = compare_runs(loaded, last, find_baseline(baseline, loaded, labels), norms)
@@ -491,17 +541,17 @@ def compare(
         from dqnrun.stats import align
 
         lengths, _ = align(loaded, labels)
-        fig, draw_notes = learning_curves(loaded, size=size, labels=labels, lengths=lengths)
+        fig, draw_notes = learning_curves(loaded, size=size, labels=plot_labels(labels), lengths=lengths)
         notes += draw_notes
-        written.append(save_figure(fig, plot_file))
+        written.append(write_output(plot_file, lambda: save_figure(fig, plot_file)))
     if profile is not None:
         from dqnrun.plots import performance_profile, save_figure
 
         fig = performance_profile({a.variant: a.per_env for a in comparison.aggregates}, size=size)
-        written.append(save_figure(fig, profile))
+        written.append(write_output(profile, lambda: save_figure(fig, profile)))
     print_notes(notes, out)
     for path in written:
-        out.print(f"wrote [bold]{path}[/bold]")
+        out.print(f"wrote [bold]{esc(path)}[/bold]")
 
 
 @app.command("list")
@@ -532,27 +582,31 @@ def list_runs(
         raise UserError(f"no runs under {root}/; train one with `dqnrun train configs/ddqn.yaml`")
     from rich import box
 
-    table = Table(title=str(root), title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=esc(root), title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("run", "variant", "env", "seeds", "episodes", "created", "final score", "status"):
         table.add_column(col, justify="right" if col in ("seeds", "episodes", "final score") else "left")
+
+    def add_row(*cells: Any) -> None:  # names and messages come from files: printed literally
+        table.add_row(*(esc(c) for c in cells))
+
     for path in found:
         if path.is_dir() and not RunDir(path).is_finished():
             try:
                 progress = read_progress(path)
-            except UserError:
-                table.add_row(path.name, "?", "?", "?", "?", "-", "-", "unreadable")
+            except UserError as exc:
+                add_row(path.name, "?", "?", "?", "?", "-", "-", f"unreadable: {exc}")
                 continue
             cfg = progress.config
             done = ", ".join(f"{seed}: {n}" for seed, n in progress.episodes_done.items())
             state = "training" if progress.is_live else "interrupted"
-            table.add_row(path.name, cfg.variant, cfg.env, str(len(cfg.seeds)), str(cfg.episodes), "-", "-",
+            add_row(path.name, cfg.variant, cfg.env, str(len(cfg.seeds)), str(cfg.episodes), "-", "-",
                           f"{state}: episodes done {done}"
                           + ("" if progress.is_live else f" (dqnrun train --resume {path})"))
             continue
         try:
             run = load_run(path)
         except UserError as exc:
-            table.add_row(path.name, "?", "?", "?", "?", "-", "-", f"unreadable: {exc}")
+            add_row(path.name, "?", "?", "?", "?", "-", "-", f"unreadable: {exc}")
             continue
         s = summarize(run, None)
         final = "-" if not math.isfinite(s.final_mean) else f"{s.final_mean:.1f}"
@@ -560,7 +614,7 @@ def list_runs(
         status = "lecture file" if run.is_lecture else (
             "complete" if all(x == "complete" for x in run.status)
             else ", ".join(f"{seed}: {x}" for seed, x in zip(run.seeds, run.status) if x != "complete"))
-        table.add_row(run.name, s.variant, s.env_id, "-" if s.n_seeds is None else str(s.n_seeds),
+        add_row(run.name, s.variant, s.env_id, "-" if s.n_seeds is None else str(s.n_seeds),
                       str(s.episodes), created, final, status)
     console.print(table)
 
@@ -580,6 +634,7 @@ def watch(
     scale: float = typer.Option(1.0, help="Resize recorded frames by this factor, e.g. 0.5."),
     env_seed: int = typer.Option(0, help="Seed of the episodes' initial states."),
     model: str = typer.Option("best", "--model", help="best (highest evaluation score while training) or final (end of training)."),
+    force: bool = typer.Option(False, "--force", help="Replace the --record file if it exists."),
 ) -> None:
     """Play a saved policy in a window, or record it to a GIF or MP4.
 
@@ -602,18 +657,19 @@ def watch(
         raise UserError(f"--scale must be in (0, 4], got {scale}")
     if record is not None:
         check_record_path(record)
+        output_path(record, force)
     if model not in MODEL_KINDS:
         raise UserError(f"--model {model!r}: expected best or final")
     policy = best_policy(run, seed, model)
-    console.print(f"{run}: seed {policy.seed} ({policy.variant}, {model} model: score {policy.score:g} "
-                  f"at episode {policy.episode}) on {policy.env_id}")
+    console.print(f"{esc(run)}: seed {policy.seed} ({esc(policy.variant)}, {model} model: score {policy.score:g} "
+                  f"at episode {policy.episode}) on {esc(policy.env_id)}")
 
     def report(episode: int, total: float, length: int) -> None:
         console.print(f"episode {episode}: return {total:g}, {length} steps")
 
     if record is not None:
-        frames = record_policy(policy, record, episodes, fps, env_seed, scale, report)
-        console.print(f"wrote [bold]{record}[/bold] ({frames} frames)")
+        frames = write_output(record, lambda: record_policy(policy, record, episodes, fps, env_seed, scale, report))
+        console.print(f"wrote [bold]{esc(record)}[/bold] ({frames} frames)")
     elif not play(policy, episodes, fps, env_seed, report):
         console.print("stopped (Ctrl-C)")
 
@@ -671,7 +727,7 @@ def evaluate(
         table.add_row("all", f"{np.mean(saved):.1f}", f"{np.mean(means):.1f}",
                       f"{np.mean(means) - np.mean(saved):+.1f}", f"{np.std(means):.1f}",
                       f"{np.min(means):.1f}", f"{np.max(means):.1f}")
-    console.print(f"{run}: {model} model of each seed, {episodes} greedy episodes on {loaded[0].env_id} "
+    console.print(f"{esc(run)}: {model} model of each seed, {episodes} greedy episodes on {esc(loaded[0].env_id)} "
                   f"(initial states from --env-seed {env_seed}); 'at training' = its evaluation score when saved")
     console.print(table)
 
@@ -693,7 +749,20 @@ for _typer in (app, config_app):
 
 
 def main() -> None:  # pragma: no cover
-    app()
+    """The `dqnrun` program. After Ctrl-C the process ends as soon as the command has said so:
+    every file is already written and closed, and the interpreter's own clean-up of torch,
+    matplotlib and friends would otherwise add seconds on a busy machine."""
+    import os
+    import sys
+
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == EXIT_INTERRUPTED:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

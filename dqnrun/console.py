@@ -191,7 +191,9 @@ def seed_summary(run: Run) -> Table:
     """End-of-run table: per seed, the best score, first episode reaching it, steps, wall time."""
     import numpy as np
 
-    table = Table(title=f"{run.name}: {run.variant} on {run.env_id}", title_justify="left")
+    from rich.markup import escape
+
+    table = Table(title=escape(f"{run.name}: {run.variant} on {run.env_id}"), title_justify="left")
     for col in ("seed", "best score", "first at episode", "final smoothed", "env steps", "wall time", "status"):
         table.add_column(col, justify="right" if col != "status" else "left")
     for i, seed in enumerate(run.seeds):

@@ -560,6 +560,14 @@ def execute_many(
     run whose seeds all finished. `jobs` defaults to the first plan's; so does the scheduler."""
     if not run_plans:
         return []
+    # Any write that fails while seeds train or the results are assembled (a full disk, a
+    # read-only remount, a run directory deleted) stops with one line; checkpoints stay.
+    with output_errors(run_plans[0].run_dir, fault=True):
+        return _execute_many(run_plans, on_event, jobs)
+
+
+def _execute_many(run_plans: Sequence[RunPlan], on_event: Callable[[RunPlan, Event], None] | None,
+                  jobs: int | None) -> list[Outcome]:
     recorders = {id(p): Recorder(p) for p in run_plans}
     todo = [SeedsToRun(p.run_dir, p.config, p.spec, tuple(p.todo)) for p in run_plans]
     by_run = {id(t): p for t, p in zip(todo, run_plans)}

@@ -789,7 +789,7 @@ def resolve_runs(args: list[str], root: str | Path = "results") -> list[Path]:
         return found
     paths: list[Path] = []
     for arg in args:
-        if any(ch in arg for ch in "*?["):
+        if any(ch in arg for ch in "*?[") and not Path(arg).exists():  # a run named "[x]" is not a glob
             matches = sorted(Path(m) for m in glob.glob(arg))
             if not matches:
                 raise UserError(f"no runs match {arg!r}")

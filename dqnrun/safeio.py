@@ -355,5 +355,8 @@ def output_errors(path: str | Path, fault: bool = False) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        message = f"cannot write {path}: {describe_oserror(exc)}"
+        where = exc.filename if isinstance(exc.filename, (str, os.PathLike)) else path
+        message = f"cannot write {where}: {describe_oserror(exc)}"
+        if fault:
+            message += "; stopped, with each seed's last checkpoint kept"
         raise (Fault(message) if fault else UserError(message)) from None

@@ -237,12 +237,14 @@ def print_comparison(console: Any, comparison: Comparison, last: int | None, wid
     less important columns are hidden (the title says which); with `wide` every column is shown,
     wider than the terminal if need be."""
     from rich import box
+    from rich.markup import escape  # run names and env ids are printed as they are, "[x]" too
     from rich.table import Table
 
     cols = columns(comparison, wide)
     hidden: list[str] = []
     while True:
-        table = Table(title=title(comparison, last, [c.header for c in cols]), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table = Table(title=escape(title(comparison, last, [c.header for c in cols])), title_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
         for c in cols:
             if c.numeric:
                 table.add_column(c.header, justify="right", no_wrap=True)
@@ -250,7 +252,7 @@ def print_comparison(console: Any, comparison: Comparison, last: int | None, wid
                 longest = max(len(c.cell(s)) for s in comparison.rows)
                 table.add_column(c.header, justify="left", overflow="fold", min_width=min(longest, 24))
         for s in comparison.rows:
-            table.add_row(*[c.cell(s) for c in cols])
+            table.add_row(*[escape(c.cell(s)) for c in cols])
         droppable = [c for c in cols if c.drop]
         if wide or natural_width(console, table) <= console.width or not droppable:
             break
@@ -258,7 +260,7 @@ def print_comparison(console: Any, comparison: Comparison, last: int | None, wid
         hidden.append(victim.header)
         cols = [c for c in cols if c is not victim]
     if hidden:
-        table.title += f" ({', '.join(hidden)} hidden at this width; --wide shows every column)"
+        table.title += escape(f" ({', '.join(hidden)}") + f" hidden at this width; --wide shows every column)"
     print_table(console, table, wide)
     if comparison.aggregates:
         headers, agg = aggregate_cells(comparison)
@@ -266,14 +268,14 @@ def print_comparison(console: Any, comparison: Comparison, last: int | None, wid
         for i, h in enumerate(headers):
             t.add_column(h, justify="left" if i == 0 else "right", no_wrap=i > 0, overflow="fold")
         for row in agg:
-            t.add_row(*row)
+            t.add_row(*map(escape, row))
         print_table(console, t, wide)
         headers, norm = normalisation_cells(comparison)
         n = Table(title="normalisation", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         for i, h in enumerate(headers):
             n.add_column(h, justify="right" if i in (1, 2) else "left", no_wrap=i in (1, 2), overflow="fold")
         for row in norm:
-            n.add_row(*row)
+            n.add_row(*map(escape, row))
         print_table(console, n, wide)
 
 

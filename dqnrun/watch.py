@@ -146,6 +146,7 @@ def load_policy(run_or_model_path: str | Path, seed: int | None = None, which: s
 
 
 MAX_EVALUATE = 100_000  # episodes per model
+MAX_RECORD_BYTES = 2 << 30  # a recording's frames are kept in memory until written
 EVAL_BATCH = 100  # environments open at once
 
 
@@ -267,6 +268,9 @@ def record(policy: Policy, path: Path, episodes: int, fps: int | None, env_seed:
                 on_episode(*last)
             last = (episode, total, length)
             frames.append(annotate(frame, f"episode {episode}   return {total:g}", scale))
+            if len(frames) * frames[0].width * frames[0].height * 3 > MAX_RECORD_BYTES:
+                raise UserError(f"recording {path} would hold more than {MAX_RECORD_BYTES / 2**30:.0f} GiB of frames "
+                                f"(at episode {episode}); lower --episodes or --scale")
         on_episode(*last)
     finally:
         env.close()

@@ -145,9 +145,13 @@ def test_version():
     assert result.exit_code == 0 and result.output.strip() == f"dqnrun {__version__}"
 
 
-def test_list_shows_runs_in_progress_and_interrupted_ones(tiny_config, tmp_path):
+def test_list_shows_runs_in_progress_and_interrupted_ones(tiny_config, tmp_path, monkeypatch):
     import os
     import socket
+
+    from dqnrun import console
+
+    monkeypatch.setattr(console.console, "width", 400)  # rows unwrapped, whatever tmp_path's length
 
     from dqnrun.results import MetricsFile, RunDir
 

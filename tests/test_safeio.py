@@ -268,3 +268,165 @@ def test_a_fifo_or_a_device_is_refused_without_blocking(tmp_path, alarm, wide, c
     for target in (run, other):
         line = one_line(runner.invoke(app, [command, str(target)], env={"COLUMNS": "400"}))
         assert "results.joblib is not a regular file" in line
+
+
+# ---------------------------------------------------------------------------------------------
+# Writes: an existing file needs --force; a directory, a missing folder, a read-only or full
+# disk is one line naming the path and the cause
+
+
+@pytest.fixture
+def outputs(tmp_path, trained):
+    (tmp_path / "exists.png").write_bytes(b"keep")
+    (tmp_path / "exists.gif").write_bytes(b"keep")
+    (tmp_path / "adir.png").mkdir()
+    return {"tmp": str(tmp_path), "run": str(trained / "dqn")}
+
+
+OUTPUT_CASES = [
+    (["plot", "{run}", "-o", "{tmp}/exists.png"], "exists.png already exists; add --force to replace it"),
+    (["compare", "{run}", "--plot", "{tmp}/exists.png"], "exists.png already exists; add --force to replace it"),
+    (["watch", "{run}", "--record", "{tmp}/exists.gif"], "exists.gif already exists; add --force to replace it"),
+    (["plot", "{run}", "-o", "{tmp}/adir.png"], "adir.png: it is a directory; name a file inside it"),
+    (["plot", "{run}", "-o", "{tmp}/nowhere/x.png"], "nowhere (no such directory)"),
+    (["watch", "{run}", "--record", "{tmp}/nowhere/x.gif"], "nowhere (no such directory)"),
+    (["plot", "{run}", "-o", "{tmp}/t.png", "--title", "$\\frac{{$"],
+     "t.png: matplotlib cannot read the math in a title or label"),
+]
+
+
+@pytest.mark.parametrize("args, message", OUTPUT_CASES, ids=[" ".join(a[::2]) + a[-1][-12:] for a, _ in OUTPUT_CASES])
+def test_an_output_that_cannot_be_written_is_one_line_and_nothing_is_touched(outputs, args, message):
+    line = one_line(runner.invoke(app, [a.format(**outputs) for a in args], env={"COLUMNS": "400"}))
+    assert message in line
+    assert (Path(outputs["tmp"]) / "exists.png").read_bytes() == b"keep"
+
+
+def test_force_replaces_an_existing_output(outputs):
+    result = runner.invoke(app, ["plot", outputs["run"], "-o", f"{outputs['tmp']}/exists.png", "--force"])
+    assert result.exit_code == 0, result.output
+    assert (Path(outputs["tmp"]) / "exists.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs and a read-only one (needs root; skipped otherwise)."""
+    full, ro = tmp_path / "full", tmp_path / "ro"
+    full.mkdir(), ro.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = []
+    for path, options in ((full, "size=64k"), (ro, "ro,size=64k")):
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode:
+            for m in mounted:
+                subprocess.run(["umount", str(m)])
+            pytest.skip("cannot mount a tmpfs here")
+        mounted.append(path)
+    yield full, ro
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)])
+
+
+@pytest.mark.parametrize("command", ["plot", "compare", "watch"])
+@pytest.mark.parametrize("disk, cause", [("full", "disk full"), ("ro", "read-only file system")])
+def test_a_full_or_read_only_disk_is_one_line(small_disk, trained, command, disk, cause):
+    full, ro = small_disk
+    where = full if disk == "full" else ro
+    if disk == "full":
+        (full / "filler").write_bytes(bytes(60 * 1024))
+    target = {"plot": ["-o", str(where / "x.png")], "compare": ["--plot", str(where / "x.png")],
+              "watch": ["--record", str(where / "x.gif")]}[command]
+    result = runner.invoke(app, [command, str(trained / "dqn"), *target], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert f"{where / ('x.gif' if command == 'watch' else 'x.png')}: {cause}" in result.output.splitlines()[-1]
+    assert sorted(p.name for p in where.iterdir()) == (["filler"] if disk == "full" else [])
+
+
+def test_training_onto_a_full_disk_stops_with_one_line_and_keeps_the_checkpoint(small_disk, tmp_path):
+    full, _ = small_disk
+    config = tmp_path / "big.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RAW, "seeds": [3], "episodes": 40, "checkpoint_every": 5}))
+    result = runner.invoke(app, ["train", str(config), "--out", str(full), "--jobs", "1"], env={"COLUMNS": "400"})
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert "big/checkpoints/seed-3.pt: disk full; stopped, with each seed's last checkpoint kept" in last
+    from dqnrun.chunks import decode_checkpoint
+
+    kept = (full / "big" / "checkpoints" / "seed-3.pt").read_bytes()
+    episode = decode_checkpoint(kept)["episode"]  # the one before the failed write, whole
+    assert episode >= 5 and episode % 5 == 0
+    assert not list((full / "big").rglob("*.tmp*"))
+
+
+def test_a_run_directory_deleted_during_training_stops_the_run(tmp_path):
+    import shutil
+    import sys
+    import time
+
+    config = tmp_path / "gone.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RAW, "seeds": [3], "episodes": 300, "checkpoint_every": 2,
+                                      "eval_episodes": 1}))
+    out = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "dqnrun.cli", "train", str(config), "--out", str(out), "--jobs", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "300"})
+    deadline = time.time() + 120
+    while proc.poll() is None and not (out / "gone" / "checkpoints").is_dir() and time.time() < deadline:
+        time.sleep(0.05)
+    shutil.rmtree(out / "gone")
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, output
+    assert "Traceback" not in output
+    assert "was deleted or emptied during training (no config.yaml)" in output.strip().splitlines()[-1]
+    assert not (out / "gone").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Names are names
+
+
+@pytest.mark.parametrize("name", ["2024", "null", "[oops]", "[bold]x", "a$b$c", "x$^$y"])
+def test_names_are_plain_strings_printed_literally(tmp_path, monkeypatch, name):
+    from dqnrun import console
+
+    monkeypatch.setattr(console.console, "width", 400)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RAW, "seeds": [3], "episodes": 3, "window": 2}))
+    out = tmp_path / "results"
+    result = runner.invoke(app, ["train", str(config), "--out", str(out), "--name", name, "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"saved {out / name}" in result.output and (out / name / "results.joblib").is_file()
+    for args in (["list", str(out)], ["compare", str(out / name)], ["plot", str(out / name), "-o", str(tmp_path / "f.png")]):
+        shown = runner.invoke(app, args)
+        assert shown.exit_code == 0, shown.output
+        assert name in shown.output or args[0] == "plot", shown.output
+
+
+def test_force_refuses_a_run_another_process_is_training(tmp_path):
+    import socket
+
+    config = tmp_path / "busy.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RAW, "seeds": [3], "episodes": 3, "window": 2}))
+    run = tmp_path / "results" / "busy"
+    run.mkdir(parents=True)
+    (run / ".training").write_text(f"{os.getppid()} {socket.gethostname()}\n")  # a live process, not us
+    line = one_line(runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "results"), "--force"],
+                                  env={"COLUMNS": "400"}))
+    assert "is being trained by another dqnrun process" in line
+    assert (run / ".training").exists()
+
+
+def test_markup_in_a_stored_name_is_printed_literally(tmp_path, monkeypatch, trained):
+    from dqnrun import console
+
+    monkeypatch.setattr(console.console, "width", 400)
+    data = joblib.load(trained / "dqn" / "results.joblib")
+    run = tmp_path / "results" / "run"
+    run.mkdir(parents=True)
+    joblib.dump({**data, "name": "[/oops] [bold]"}, run / "results.joblib")
+    for args in (["list", str(tmp_path / "results")], ["compare", str(run)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "[/oops] [bold]" in runner.invoke(app, ["list", str(tmp_path / "results")]).output
