@@ -410,7 +410,7 @@ def plot(
     size: str = typer.Option("page", help=SIZE_HELP),
     title: Optional[str] = typer.Option(None, help="Figure title (default: the environment and the window)."),
     root: Path = typer.Option(Path("results"), help="Where runs are looked for when none is named."),
-    force: bool = typer.Option(False, "--force", help=FORCE_OUTPUT_HELP),
+    force: bool = typer.Option(False, "--force", metavar="", help=FORCE_OUTPUT_HELP),
 ) -> None:
     """Draw learning curves: per run the smoothed scores' mean and a band over the seeds.
 
@@ -484,7 +484,7 @@ def compare(
     profile: Optional[Path] = typer.Option(None, help="Across environments: draw the performance profile to this file."),
     size: str = typer.Option("page", help="Figure size for --plot and --profile: " + SIZE_HELP),
     root: Path = typer.Option(Path("results"), help="Where runs are looked for when none is named."),
-    force: bool = typer.Option(False, "--force", help="Replace the --plot and --profile files if they exist."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Replace the --plot and --profile files if they exist."),
 ) -> None:
     """Compare saved runs: final score, 95% CI, IQM, episodes to the threshold, P(improvement).
 
@@ -634,7 +634,7 @@ def watch(
     scale: float = typer.Option(1.0, help="Resize recorded frames by this factor, e.g. 0.5."),
     env_seed: int = typer.Option(0, help="Seed of the episodes' initial states."),
     model: str = typer.Option("best", "--model", help="best (highest evaluation score while training) or final (end of training)."),
-    force: bool = typer.Option(False, "--force", help="Replace the --record file if it exists."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Replace the --record file if it exists."),
 ) -> None:
     """Play a saved policy in a window, or record it to a GIF or MP4.
 
