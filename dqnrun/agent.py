@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from dqnrun.config import AgentConfig
 from dqnrun.networks import NetworkSpec, QNetwork
-from dqnrun.optim import FastStep
+from dqnrun.optim import OPTIMIZERS
 from dqnrun.replay import Batch
 
 
@@ -130,13 +130,8 @@ class Agent:
             self.online = QNetwork(spec).to(self.device)
         self.target = copy.deepcopy(self.online)
         self.target.requires_grad_(False)
-        params = self.online.parameters()
-        if config.optimizer == "adam":
-            optimizer = torch.optim.Adam(params, lr=config.learning_rate, foreach=True)
-        else:
-            optimizer = torch.optim.RMSprop(params, lr=config.learning_rate, foreach=True)
-        # torch's update, bitwise, without its per-step overhead; state_dicts are torch's own.
-        self.optimizer = FastStep(optimizer)
+        # torch's RMSprop / Adam update, bitwise, in torch's state_dict format (dqnrun.optim).
+        self.optimizer = OPTIMIZERS[config.optimizer](self.online.parameters(), lr=config.learning_rate)
         self._online_params = list(self.online.parameters())
         self._target_params = list(self.target.parameters())
         self.noisy = spec.noisy

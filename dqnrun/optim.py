@@ -1,117 +1,145 @@
-"""The optimizer step: torch's RMSprop and Adam updates without their per-step Python overhead.
+"""The optimizer step: torch's RMSprop and Adam updates, bitwise, without their per-step overhead.
 
-`FastStep` wraps a `torch.optim.RMSprop` or `torch.optim.Adam` (foreach, default options but
-the learning rate and Adam's betas/eps) and performs its `step` with the same `torch._foreach_*`
-operations in the same order as torch's multi-tensor implementation, so every parameter and
-every state tensor is bitwise the one torch would compute. What it saves is torch's bookkeeping
-around those operations (hooks, profiler records, grouping tensors by device, rebuilding the
-lists of state tensors), about half of the step's time for a small MLP. State lives in the
-wrapped optimizer, so `state_dict`/`load_state_dict` are torch's own and checkpoints written
-with either one load into the other.
-
-Any case it does not cover (a parameter without a gradient, a non-default option) falls back
-to torch's own `step`, which also creates the state on the first step.
+`RMSprop` and `Adam` perform the update of `torch.optim.RMSprop(params, lr, foreach=True)` and
+`torch.optim.Adam(params, lr, foreach=True)` (torch's other defaults) with the same
+`torch._foreach_*` operations in the same order as torch's multi-tensor implementation, so
+every parameter and every state tensor is bitwise the one torch computes. What they leave out is
+torch's bookkeeping around those operations (hooks, profiler records, grouping tensors by device,
+rebuilding the lists of state tensors each step), about a third of the step for a small MLP, and
+torch.optim's import of the compiler stack (torch._dynamo) when an optimizer is created, most
+of a second of every process's start. `state_dict` and `load_state_dict` use torch's format, so
+checkpoints written by either one load into the other.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, Iterable
 
 import torch
 
-# Options that must keep torch's defaults for the fast path (it implements only that case).
-_DEFAULTS = {
-    torch.optim.RMSprop: {"weight_decay": 0, "momentum": 0, "centered": False, "maximize": False,
-                          "differentiable": False, "capturable": False},
-    torch.optim.Adam: {"weight_decay": 0, "amsgrad": False, "maximize": False, "differentiable": False,
-                       "capturable": False, "decoupled_weight_decay": False},
-}
 
+class _Foreach:
+    """Parameters, their state (created on a parameter's first gradient, as torch does) and
+    torch's `state_dict` format. Subclasses define DEFAULTS (torch's param_group, in its key
+    order), STATE (the state tensors besides "step") and `_update`."""
 
-class FastStep:
-    """`step`, `zero_grad`, `state_dict`, `load_state_dict` of a wrapped RMSprop or Adam."""
+    DEFAULTS: dict[str, Any]
+    STATE: tuple[str, ...]
 
-    def __init__(self, optimizer: torch.optim.Optimizer):
-        if type(optimizer) not in _DEFAULTS:
-            raise TypeError(f"FastStep wraps RMSprop or Adam, not {type(optimizer).__name__}")
-        self.optimizer = optimizer
-        self.param_groups = optimizer.param_groups
-        self._adam = isinstance(optimizer, torch.optim.Adam)
-        (group,) = optimizer.param_groups
-        self._params: list[torch.Tensor] = list(group["params"])
-        self._supported = all(group.get(k, v) == v for k, v in _DEFAULTS[type(optimizer)].items()) and all(
-            not torch.is_complex(p) for p in self._params
-        ) and len({(p.device, p.dtype) for p in self._params}) == 1
-        self._state: list[list[torch.Tensor]] | None = None  # step tensors, then the moments
+    def __init__(self, params: Iterable[torch.Tensor], lr: float):
+        self.params = list(params)
+        self.param_groups = [{**self.DEFAULTS, "lr": lr, "params": self.params}]
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+        self._lists: dict[str, list[torch.Tensor]] | None = None  # every parameter's state, by name
         self._one = torch.tensor(1.0)
 
     def zero_grad(self) -> None:
-        """Gradients to None (what `zero_grad(set_to_none=True)` does, without its loop's hooks)."""
-        for p in self._params:
+        """Gradients to None (what `zero_grad(set_to_none=True)` does)."""
+        for p in self.params:
             p.grad = None
 
-    def _cached_state(self) -> list[list[torch.Tensor]] | None:
-        if self._state is None:
-            state = self.optimizer.state
-            if not all(p in state and state[p] for p in self._params):
-                return None  # the first step: torch creates the state
-            keys = ("step", "exp_avg", "exp_avg_sq") if self._adam else ("step", "square_avg")
-            cached = [[state[p][k] for p in self._params] for k in keys]
-            if self._adam and len({float(t) for t in cached[0]}) > 1:
-                return None  # a parameter missed a step: Adam's bias correction differs per parameter
-            self._state = cached
-        return self._state
+    def _state_of(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        state = self.state.get(p)
+        if state is None:
+            state = self.state[p] = {"step": torch.zeros((), dtype=torch.float32)}
+            for name in self.STATE:
+                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
 
     @torch.no_grad()
     def step(self) -> None:
-        grads = [p.grad for p in self._params]
-        state = self._cached_state() if self._supported else None
-        if state is None or any(g is None or g.is_sparse for g in grads):
-            self._state = None
-            self.optimizer.step()
-            return
-        group = self.param_groups[0]
-        if self._adam:
-            self._adam_step(group, grads, *state)
-        else:
-            self._rmsprop_step(group, grads, *state)
+        grads = [p.grad for p in self.params]
+        if all(g is not None for g in grads):
+            if self._lists is None:
+                states = [self._state_of(p) for p in self.params]
+                self._lists = {name: [s[name] for s in states] for name in ("step", *self.STATE)}
+            params, lists = self.params, self._lists
+        else:  # torch skips a parameter without a gradient: no update, no step counted
+            params = [p for p in self.params if p.grad is not None]
+            if not params:
+                return
+            grads = [p.grad for p in params]
+            states = [self._state_of(p) for p in params]
+            lists = {name: [s[name] for s in states] for name in ("step", *self.STATE)}
+        self._update(self.param_groups[0], params, grads, lists)
 
-    def _rmsprop_step(self, group: dict[str, Any], grads: list[torch.Tensor], steps: list[torch.Tensor],
-                      square_avgs: list[torch.Tensor]) -> None:
+    def _update(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
+                state: dict[str, list[torch.Tensor]]) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch.optim's format: state by parameter index, the group's options and indices."""
+        index = {p: i for i, p in enumerate(self.params)}
+        (group,) = self.param_groups
+        return {
+            "state": {index[p]: dict(s) for p, s in self.state.items()},
+            "param_groups": [{**{k: v for k, v in group.items() if k != "params"},
+                              "params": list(range(len(self.params)))}],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a `state_dict` of this class or of the torch.optim optimizer it mirrors."""
+        state_dict = copy.deepcopy(state_dict)
+        (saved,) = state_dict["param_groups"]
+        if len(saved["params"]) != len(self.params):
+            raise ValueError("loaded state dict has a different number of parameters")
+        (group,) = self.param_groups
+        group.update({k: v for k, v in saved.items() if k != "params"})
+        self.state = {}
+        for i, p in zip(saved["params"], self.params):
+            if i in state_dict["state"]:
+                self.state[p] = {
+                    name: value.to(dtype=torch.float32, device="cpu") if name == "step"
+                    else value.to(dtype=p.dtype, device=p.device)
+                    for name, value in state_dict["state"][i].items()
+                }
+        self._lists = None
+
+
+class RMSprop(_Foreach):
+    DEFAULTS = {"lr": 0.01, "momentum": 0, "alpha": 0.99, "eps": 1e-08, "centered": False, "weight_decay": 0,
+                "capturable": False, "foreach": True, "maximize": False, "differentiable": False}
+    STATE = ("square_avg",)
+
+    def _update(self, group, params, grads, state):
         """Tieleman & Hinton (2012), as torch's `_multi_tensor_rmsprop` computes it:
         v <- alpha v + (1 - alpha) g^2;  theta <- theta - lr g / (sqrt(v) + eps)."""
         alpha = group["alpha"]
-        torch._foreach_add_(steps, self._one, alpha=1.0)
+        square_avgs = state["square_avg"]
+        torch._foreach_add_(state["step"], self._one, alpha=1.0)
         torch._foreach_mul_(square_avgs, alpha)
         torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
         avg = torch._foreach_sqrt(square_avgs)
         torch._foreach_add_(avg, group["eps"])
-        torch._foreach_addcdiv_(self._params, grads, avg, value=-group["lr"])
+        torch._foreach_addcdiv_(params, grads, avg, value=-group["lr"])
 
-    def _adam_step(self, group: dict[str, Any], grads: list[torch.Tensor], steps: list[torch.Tensor],
-                   exp_avgs: list[torch.Tensor], exp_avg_sqs: list[torch.Tensor]) -> None:
+
+class Adam(_Foreach):
+    DEFAULTS = {"lr": 0.001, "betas": (0.9, 0.999), "eps": 1e-08, "weight_decay": 0, "amsgrad": False,
+                "maximize": False, "foreach": True, "capturable": False, "differentiable": False, "fused": None,
+                "decoupled_weight_decay": False}
+    STATE = ("exp_avg", "exp_avg_sq")
+
+    def _update(self, group, params, grads, state):
         """Kingma & Ba (2015), Algorithm 1, as torch's `_multi_tensor_adam` computes it:
         m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
         theta <- theta - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
         beta1, beta2 = group["betas"]
         lr = group["lr"]
+        steps, exp_avgs, exp_avg_sqs = state["step"], state["exp_avg"], state["exp_avg_sq"]
         torch._foreach_add_(steps, self._one, alpha=1.0)
         torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
-        # Every parameter's step count is the same; torch reads each one as a Python float.
-        t = steps[0].item()
-        n = len(steps)
-        step_size = [(lr / (1 - beta1**t)) * -1] * n
-        bias_correction2_sqrt = [(1 - beta2**t) ** 0.5] * n
+        # torch reads each parameter's step count as a Python float.
+        t = [s.item() for s in steps]
+        step_size = [(lr / (1 - beta1**n)) * -1 for n in t]
+        bias_correction2_sqrt = [(1 - beta2**n) ** 0.5 for n in t]
         denom = torch._foreach_sqrt(exp_avg_sqs)
         torch._foreach_div_(denom, bias_correction2_sqrt)
         torch._foreach_add_(denom, group["eps"])
-        torch._foreach_addcdiv_(self._params, exp_avgs, denom, step_size)
+        torch._foreach_addcdiv_(params, exp_avgs, denom, step_size)
 
-    def state_dict(self) -> dict[str, Any]:
-        return self.optimizer.state_dict()
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state)
-        self._state = None  # torch replaced the state tensors
+OPTIMIZERS = {"rmsprop": RMSprop, "adam": Adam}

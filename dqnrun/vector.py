@@ -26,7 +26,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from dqnrun.agent import UpdateResult, polyak_update, td_loss, td_target
 from dqnrun.config import AgentConfig
 from dqnrun.networks import NetworkSpec, QNetwork, dueling_q
-from dqnrun.optim import FastStep
+from dqnrun.optim import OPTIMIZERS
 from dqnrun.replay import Batch
 
 
@@ -70,11 +70,7 @@ class StackedAgent:
         # arithmetic at these sizes); any other trunk: vmap over functional_call.
         self._q = self._mlp_forward if spec.trunk == "mlp" and not buffers else vmap(self._forward)
         self._spec = spec
-        if config.optimizer == "adam":
-            optimizer = torch.optim.Adam(self.online, lr=config.learning_rate, foreach=True)
-        else:
-            optimizer = torch.optim.RMSprop(self.online, lr=config.learning_rate, foreach=True)
-        self.optimizer = FastStep(optimizer)
+        self.optimizer = OPTIMIZERS[config.optimizer](self.online, lr=config.learning_rate)
         self._n_step = config.n_step > 1
 
     def _forward(self, params: tuple[torch.Tensor, ...], obs: torch.Tensor) -> torch.Tensor:
