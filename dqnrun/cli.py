@@ -112,7 +112,7 @@ def plot_labels(labels: list[str]) -> list[str]:
 
 FORCE_OUTPUT_HELP = "Replace the output file if it exists (without it, an existing file is never touched)."
 SCHEDULER_HELP = ("Run on a Dask cluster: its scheduler's address (tcp://HOST:8786), or local:N for N local "
-                  "Dask worker processes. Needs pip install \"dqnrun[dask]\".")
+                  "Dask worker processes. Needs pip install \"dqnrun\\[dask]\".")
 SET_HELP = "Override a config key, e.g. --set agent.learning_rate=0.0005 (repeatable; values are YAML)."
 
 

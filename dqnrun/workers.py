@@ -426,30 +426,29 @@ def check_scheduler(scheduler: str, jobs: int | None) -> None:
     """Fail early on a --scheduler that cannot work (bad local:N, Dask not installed)."""
     if jobs is not None:
         raise UserError("--jobs is for local processes; with --scheduler the cluster's workers decide")
+    import_distributed()
     if parse_local(scheduler) is None:
         probe(scheduler)
-    import_distributed()
 
 
 def probe(address: str) -> None:
-    """Fail in one line, before anything is written, when nothing listens at a tcp:// address."""
-    import socket
-    from urllib.parse import urlsplit
+    """Fail in one line, before anything is written, when no Dask scheduler answers at `address`."""
+    with connect(address) as client:
+        client.close()
 
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
-    if parts.scheme != "tcp":
-        return  # tls://, ucx://, ...: Dask's own connection says what is wrong
+
+def connect(address: str) -> Any:
+    """A distributed.Client of the scheduler at `address`; a UserError (one line) if none answers."""
+    d = import_distributed()
     try:
-        host, port = parts.hostname, parts.port or 8786
-    except ValueError:
-        raise UserError(f"--scheduler {address!r}: expected tcp://HOST:PORT or local:N") from None
-    if not host:
-        raise UserError(f"--scheduler {address!r}: expected tcp://HOST:PORT or local:N")
-    try:
-        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
-    except OSError as exc:
-        raise UserError(f"cannot reach the Dask scheduler at {address} ({exc.strerror or exc}); "
-                        "is `dask scheduler` running there?") from None
+        return d.Client(address, timeout=f"{CONNECT_TIMEOUT}s")
+    except (OSError, TimeoutError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    except (ValueError, TypeError):
+        raise UserError(f"--scheduler {address!r}: not an address; expected tcp://HOST:PORT or local:N") from None
+    except Exception:  # noqa: BLE001 - something answered, but not a Dask scheduler
+        reason = "what answers there is not a Dask scheduler"
+    raise UserError(f"cannot reach a Dask scheduler at {address} ({reason}); is `dask scheduler` running there?")
 
 
 def parse_local(address: str) -> int | None:
@@ -483,12 +482,7 @@ class DaskPool:
                                               dashboard_address=":0", silence_logs=logging.ERROR)
             self.client = d.Client(self.cluster)
         else:
-            try:
-                self.client = d.Client(self.address, timeout=f"{CONNECT_TIMEOUT}s")
-            except (OSError, TimeoutError, ValueError) as exc:
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise UserError(f"cannot reach the Dask scheduler at {self.address} ({reason[:120]}); "
-                                "is `dask scheduler` running there?") from None
+            self.client = connect(self.address)
         run_id = uuid.uuid4().hex
         self.names = (f"dqnrun-stop-{run_id}", f"dqnrun-events-{run_id}")
         self.flag = d.Event(self.names[0], client=self.client)

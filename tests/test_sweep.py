@@ -180,6 +180,7 @@ def test_bad_sweep_files_exit_2_with_one_line(tmp_path, case, message):
     (["sweep", "{tmp}/missing.yaml"], "sweep file not found"),
     (["sweep", "{tmp}/base.yaml", "--scheduler", "local:0"], "expected local:N with N >= 1"),
     (["sweep", "{tmp}/base.yaml", "--scheduler", "local:2", "--jobs", "2"], "--jobs is for local processes"),
+    (["train", "{tmp}/base.yaml", "--scheduler", "foo"], "--scheduler 'foo': not an address"),
     (["train", "{tmp}/base.yaml", "--seeds", "1-x"], "expected integers and ranges"),
     (["train", "{tmp}/base.yaml", "--seeds", "1-3,2"], "seed 2 appears twice"),
 ])
@@ -199,8 +200,9 @@ def test_a_dead_scheduler_is_one_line_not_a_hang(tmp_path, monkeypatch):
     start = time.monotonic()
     result = invoke("train", tmp_path / "base.yaml", "--out", tmp_path, "--scheduler", "tcp://127.0.0.1:9")
     assert result.exit_code == 2, result.output
-    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.output
+    assert "cannot reach a Dask scheduler at tcp://127.0.0.1:9" in result.output
     assert len(result.output.strip().splitlines()) == 1 and time.monotonic() - start < 30
+    assert not (tmp_path / "base").exists()  # nothing written
 
 
 # ---------------------------------------------------------------------------------------------
