@@ -587,9 +587,9 @@ def _curve(data: dict[str, Any], key: str, file: Path) -> np.ndarray:
     try:
         out = np.asarray(data[key], dtype=float)
     except (TypeError, ValueError):
-        raise UserError(f"{file}: {key} is not a sequence of numbers") from None
+        raise _damaged(file, f"{key} is not a sequence of numbers") from None
     if out.ndim != 1:
-        raise UserError(f"{file}: {key} is not a sequence of numbers")
+        raise _damaged(file, f"{key} is not a sequence of numbers")
     return out
 
 
@@ -666,6 +666,8 @@ def run_from_data(data: Any, file: Path, name: str | None = None) -> Run:
     name = data.get("name", name)
     if not isinstance(name, str):
         raise _damaged(file, "name is not a string")
+    if not name or len(name) > 255 or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise _damaged(file, "name is not a run name (empty, over 255 characters or control characters)")
     if "scores" not in data:
         raise _damaged(file, "no scores")
     try:
@@ -677,7 +679,7 @@ def run_from_data(data: Any, file: Path, name: str | None = None) -> Run:
     n_seeds, n_episodes = scores.shape
     window = data.get("window", LECTURE_WINDOW)
     if not isinstance(window, (int, np.integer)) or window < 1:
-        raise _damaged(file, f"window {window!r} is not a positive integer")
+        raise _damaged(file, f"window {str(window)[:20]} is not a positive integer")
     seeds = data.get("seeds", list(range(1, n_seeds + 1)))
     if (not isinstance(seeds, (list, tuple)) or len(seeds) != n_seeds
             or not all(isinstance(s, (int, np.integer)) for s in seeds)):
@@ -687,6 +689,10 @@ def run_from_data(data: Any, file: Path, name: str | None = None) -> Run:
     episodes = _vector(data, "episodes", file, n_seeds, dtype=np.int64)
     if (episodes < 0).any() or (episodes > n_episodes).any():
         raise _damaged(file, "episodes out of range")
+    if window > n_episodes:
+        raise _damaged(file, f"window {window} is longer than the run's {n_episodes} episodes")
+    if len({len(c) for c in curves}) != 1 or len(curves[0]) > n_episodes:
+        raise _damaged(file, "max_score, min_score and mean_score differ in length or are longer than the run")
     for i, n in enumerate(episodes):
         if not np.isfinite(scores[i, :n]).all():
             raise _damaged(file, f"seed {seeds[i]} has missing or non-finite scores")
@@ -724,7 +730,10 @@ def run_from_data(data: Any, file: Path, name: str | None = None) -> Run:
 
         if not isinstance(config, dict):
             raise _damaged(file, "config is not a mapping")
-        config = config_from_dict(config, source=f"{file}: config")
+        try:
+            config = config_from_dict(config, source="config")
+        except UserError as exc:
+            raise _damaged(file, str(exc)) from None
     strings = {}
     for key in ("variant", "env_id", "device", "created"):
         value = data.get(key, "?" if key != "created" else "")

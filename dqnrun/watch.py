@@ -90,11 +90,16 @@ def policy_from_file(path: Path, which: str = "best") -> Policy:
     blob = load_model_file(path)
     try:
         spec = NetworkSpec.from_dict(blob["network"])
+        with torch.device("meta"):  # its size first, from a copy that allocates nothing
+            params = sum(p.numel() for p in QNetwork(spec).parameters())
+        if params > MAX_MODEL_PARAMETERS:
+            raise UserError(f"{path}: damaged: its network would have {params:,} parameters")
         network = QNetwork(spec)
         network.load_state_dict(blob["state_dict"])
         seed, env_id = int(blob["seed"]), str(blob["env_id"])
-    except (KeyError, TypeError, ValueError, RuntimeError):
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, AttributeError):
         raise UserError(f"{path} does not hold a complete dqnrun network") from None
+    check_env_module(env_id, path)
     network.eval()
     env_kwargs, wrappers = blob.get("env_kwargs") or {}, blob.get("wrappers") or []
     if not isinstance(env_kwargs, dict) or not isinstance(wrappers, list) or not all(isinstance(w, dict) for w in wrappers):
@@ -102,6 +107,25 @@ def policy_from_file(path: Path, which: str = "best") -> Policy:
     return Policy(seed, env_id, str(blob.get("variant", "?")),
                   float(blob.get("score", float("nan"))), int(blob.get("episode", 0)), network, Path(path), which,
                   env_kwargs, tuple(wrappers))
+
+
+MAX_MODEL_PARAMETERS = 100_000_000  # as for training (experiment.MAX_PARAMETERS)
+TRUST_MODULES = "DQNRUN_TRUST_MODULES"
+
+
+def check_env_module(env_id: str, path: Path) -> None:
+    """A model file names its environment; Gymnasium's `module:EnvId` form imports `module`,
+    which runs its code. A file from elsewhere does not get to choose a module to import: one
+    not imported yet must be named in DQNRUN_TRUST_MODULES (comma-separated)."""
+    import sys
+
+    if ":" not in env_id:
+        return
+    module = env_id.split(":", 1)[0]
+    trusted = {m.strip() for m in os.environ.get(TRUST_MODULES, "").split(",") if m.strip()}
+    if module not in sys.modules and module not in trusted:
+        raise UserError(f"{path} names the environment {env_id[:80]!r}, which would import the Python module "
+                        f"{module[:40]!r}; if you trust it, run with {TRUST_MODULES}={module[:40]}")
 
 
 def check_env(policy: Policy, env) -> None:

@@ -430,3 +430,92 @@ def test_markup_in_a_stored_name_is_printed_literally(tmp_path, monkeypatch, tra
         result = runner.invoke(app, args)
         assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     assert "[/oops] [bold]" in runner.invoke(app, ["list", str(tmp_path / "results")]).output
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged but loadable files: "damaged: <what>" in every command, "unreadable" in list
+
+
+def _damage(key, value):
+    return lambda d: d.__setitem__(key, value(d) if callable(value) else value)
+
+
+DAMAGED = [
+    ("a missing key", lambda d: d.pop("scores"), "damaged: no scores"),
+    ("a wrong type", _damage("scores", "many"), "damaged: scores is not numbers"),
+    ("mismatched lengths", _damage("steps", lambda d: d["steps"][:, :2]), "damaged: steps has shape"),
+    ("short curves", _damage("mean_score", lambda d: d["mean_score"][:1]), "damaged: max_score, min_score and mean_score differ"),
+    ("a window past the run", _damage("window", 10**9), "damaged: window 1000000000 is longer than the run"),
+    ("a broken config", lambda d: d["config"].__setitem__("agent", 5), "damaged: config: agent must be a section"),
+    ("a name with a newline", _damage("name", "a\nb"), "damaged: name is not a run name"),
+]
+
+
+@pytest.mark.parametrize("change, message", [c[1:] for c in DAMAGED], ids=[c[0] for c in DAMAGED])
+def test_a_damaged_run_is_named_by_every_command(tmp_path, trained, wide, change, message):
+    data = joblib.load(trained / "dqn" / "results.joblib")
+    change(data)
+    run = tmp_path / "results" / "run"
+    run.mkdir(parents=True)
+    joblib.dump(data, run / "results.joblib")
+    for args in (["compare", str(run)], ["plot", str(run), "-o", str(tmp_path / "f.png")]):
+        line = one_line(runner.invoke(app, args))
+        assert f"{run / 'results.joblib'}: {message}" in line
+    listed = runner.invoke(app, ["list", str(tmp_path / "results")])
+    assert listed.exit_code == 0 and f"unreadable: {run / 'results.joblib'}: {message}" in listed.output
+
+
+def test_a_latin1_config_is_one_line_for_resume_and_unreadable_in_list(tmp_path, wide):
+    run = tmp_path / "results" / "café"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_bytes("variant: dqn\nname: café\n".encode("latin-1"))
+    line = one_line(runner.invoke(app, ["train", "--resume", str(run)]))
+    assert "config.yaml: not UTF-8 text (byte 22); save it as UTF-8" in line
+    listed = runner.invoke(app, ["list", str(tmp_path / "results")])
+    assert listed.exit_code == 0 and "unreadable: " in listed.output and "not UTF-8 text" in listed.output
+
+
+@pytest.fixture
+def interrupted(tmp_path):
+    """A run of seeds 3 and 4 stopped after 4 of 8 episodes, each with its checkpoint."""
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RAW, "episodes": 8, "checkpoint_every": 4}))
+    from dqnrun import experiment
+    from dqnrun.chunks import ChunkTask, run_chunk
+
+    plan = experiment.start_run(config, out=tmp_path / "results", jobs=1)
+    for seed in (3, 4):
+        chunk = run_chunk(ChunkTask(plan.config, seed, plan.spec, "cpu", None))
+        (plan.run_dir / "checkpoints").mkdir(exist_ok=True)
+        (plan.run_dir / "checkpoints" / f"seed-{seed}.pt").write_bytes(chunk.checkpoint)
+    (plan.run_dir / ".training").unlink()
+    return plan.run_dir
+
+
+def test_a_checkpoint_of_another_seed_or_network_stops_the_resume(interrupted):
+    cp = interrupted / "checkpoints"
+    (cp / "seed-4.pt").write_bytes((cp / "seed-3.pt").read_bytes())
+    line = one_line(runner.invoke(app, ["train", "--resume", str(interrupted)], env={"COLUMNS": "400"}))
+    assert "seed-4.pt: the checkpoint is of seed 3, not of seed 4; delete it" in line
+    (cp / "seed-4.pt").unlink()
+    config = yaml.safe_load((interrupted / "config.yaml").read_text())
+    config["network"]["hidden"] = [64]
+    (interrupted / "config.yaml").write_text(yaml.safe_dump(config))
+    line = one_line(runner.invoke(app, ["train", "--resume", str(interrupted)], env={"COLUMNS": "400"}))
+    assert "seed-3.pt: the checkpoint was written with another config (it differs in network.hidden)" in line
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda b: b.__setitem__("env_id", "this:Foo-v0"),
+     "names the environment 'this:Foo-v0', which would import the Python module 'this'; "
+     "if you trust it, run with DQNRUN_TRUST_MODULES=this"),
+    (lambda b: b["network"].__setitem__("hidden", [10**6, 10**6]), "damaged: its network would have 1,000,00"),
+], ids=["a module to import", "a huge network"])
+def test_a_model_file_chooses_no_module_and_no_allocation(tmp_path, trained, change, message):
+    blob = torch.load(trained / "dqn" / "models" / "seed-3.pt", weights_only=True)
+    change(blob)
+    (tmp_path / "run" / "models").mkdir(parents=True)
+    torch.save(blob, tmp_path / "run" / "models" / "seed-3.pt")
+    for command in (["evaluate", "-n", "1"], ["watch", "--record", str(tmp_path / "x.gif")]):
+        line = one_line(runner.invoke(app, [command[0], str(tmp_path / "run"), *command[1:]], env={"COLUMNS": "400"}))
+        assert message in line
