@@ -287,8 +287,8 @@ class LiveSweep:
         self.display.handle(point, event)
         if self.live:
             self.live.update(self.display.render())
-        elif isinstance(event, SeedEnd):
-            row = self.display.rows[point]
+        elif isinstance(event, SeedEnd) and (event.status != "interrupted" or event.seed in self.display.rows[point].progress):
+            row = self.display.rows[point]  # (a seed stopped before it began is not worth a line)
             self.out.print(f"{point}: seed {event.seed} {event.status} after {row.progress.get(event.seed, 0)} "
                            f"episodes ({row.done}/{row.seeds} seeds done), smoothed score {fmt_score(row.current)}, "
                            f"best {fmt_score(row.best)}")
