@@ -31,6 +31,9 @@ def test_the_readme_notebook_snippet_runs(tmp_path, monkeypatch):
     np.testing.assert_allclose(line.get_ydata(), run.mean_score)
     assert list(line.get_xdata()) == list(range(5, 21))
     plt.close("all")
+    exec(compile(snippet, "README.md", "exec"), namespace)  # again: a new run, and the snippet loads it
+    assert namespace["run"].path == Path("results/tiny-2/results.joblib")
+    plt.close("all")
 
 
 def test_import_is_cheap_and_exports_the_api():
