@@ -42,3 +42,8 @@ def test_the_top_level_help_lists_every_command():
     result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     for path, _ in ALL:
         assert path[0] in result.output
+
+
+def test_extras_in_option_help_are_not_eaten_as_markup():
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert 'pip install "dqnrun[dask]"' in result.output
