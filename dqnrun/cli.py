@@ -575,10 +575,13 @@ def list_runs(
     from dqnrun.results import RunDir, find_runs, load_run, read_progress
     from dqnrun.stats import summarize
 
+    from dqnrun.sweep import is_sweep_dir, load_manifest
+
     if not root.is_dir():
         raise UserError(f"no such directory: {root}")
     found = find_runs(root)
-    if not found:
+    sweeps = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".") and is_sweep_dir(p)]
+    if not found and not sweeps:
         raise UserError(f"no runs under {root}/; train one with `dqnrun train configs/ddqn.yaml`")
     from rich import box
 
@@ -616,6 +619,13 @@ def list_runs(
             else ", ".join(f"{seed}: {x}" for seed, x in zip(run.seeds, run.status) if x != "complete"))
         add_row(run.name, s.variant, s.env_id, "-" if s.n_seeds is None else str(s.n_seeds),
                       str(s.episodes), created, final, status)
+    for path in sweeps:  # a study: one row, its points listed by `dqnrun list` of its directory
+        try:
+            points = f"{len(load_manifest(path).points)} points"
+        except UserError as exc:
+            add_row(f"{path.name}/", "sweep", "?", "?", "?", "-", "-", f"unreadable: {exc}")
+            continue
+        add_row(f"{path.name}/", "sweep", "-", "-", "-", "-", "-", f"{points}: dqnrun list {path}")
     console.print(table)
 
 

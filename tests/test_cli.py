@@ -224,3 +224,21 @@ def test_help_and_the_package_import_nothing_heavy(argv):
     assert out.stderr.strip() == ""
     if argv:
         assert "Usage" in out.stdout
+
+
+def test_list_shows_a_sweep_directory_as_one_row(tmp_path, monkeypatch):
+    from dqnrun import console
+    from dqnrun.sweep import MANIFEST, SWEEP_FORMAT
+
+    monkeypatch.setattr(console.console, "width", 400)  # rows unwrapped, whatever tmp_path's length
+
+    (tmp_path / "study").mkdir()
+    points = [{"name": f"lr{i}", "values": {"agent.learning_rate": i}, "seeds": [1]} for i in (1, 2)]
+    (tmp_path / "study" / MANIFEST).write_text(yaml.safe_dump({"format": SWEEP_FORMAT, "points": points}))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / MANIFEST).write_text("format: [")
+    result = runner.invoke(app, ["list", str(tmp_path)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output  # only sweeps here: still a listing, not "no runs"
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert f"2 points: dqnrun list {tmp_path / 'study'}" in rows["study/"]
+    assert "unreadable" in rows["broken/"]
