@@ -11,7 +11,27 @@ import typer
 
 from dqnrun.errors import Fault, UserError
 
-app = typer.Typer(
+class _Program(typer.Typer):
+    """The Typer app; run as a program, it ends as soon as an interrupted command has said so:
+    every file is then written and closed, and the interpreter's own clean-up of torch,
+    matplotlib and friends would add seconds on a busy machine. (Tests call the command
+    through click, not this.)"""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except SystemExit as exc:
+            if exc.code == EXIT_INTERRUPTED:
+                import os
+                import sys
+
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(EXIT_INTERRUPTED)
+            raise
+
+
+app = _Program(
     name="dqnrun",
     help="Run value-based deep RL experiments: DQN, Double DQN, Prioritized Replay, Dueling.",
     no_args_is_help=True,
@@ -759,20 +779,7 @@ for _typer in (app, config_app):
 
 
 def main() -> None:  # pragma: no cover
-    """The `dqnrun` program. After Ctrl-C the process ends as soon as the command has said so:
-    every file is already written and closed, and the interpreter's own clean-up of torch,
-    matplotlib and friends would otherwise add seconds on a busy machine."""
-    import os
-    import sys
-
-    try:
-        app()
-    except SystemExit as exc:
-        if exc.code == EXIT_INTERRUPTED:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(EXIT_INTERRUPTED)
-        raise
+    app()
 
 
 if __name__ == "__main__":  # pragma: no cover
