@@ -284,8 +284,10 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise UserError(f"cannot write {path}: use a .png, .svg or .pdf file name")
-    write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=300 if fmt == "png" else None))
-    plt.close(fig)
+    try:
+        write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=300 if fmt == "png" else None))
+    finally:
+        plt.close(fig)  # also when the write fails: a long session must not collect open figures
     return path
 
 

@@ -11,6 +11,16 @@ from tests_helpers import TINY_RAW
 TINY = TINY_RAW
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures a test draws without saving are closed, so no test sees another's open figures."""
+    yield
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
 @pytest.fixture
 def tiny_config(tmp_path: Path):
     """Write a tiny config (optionally changed) and return its path."""
