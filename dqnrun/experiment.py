@@ -13,11 +13,11 @@ import io
 import math
 import os
 import platform
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import joblib
 import numpy as np
@@ -83,7 +83,7 @@ def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResu
         }
         buf = io.BytesIO()
         torch.save(blob, buf)  # in memory: a full disk is then an OSError, not a torch message
-        with output_errors(path, fault=True):
+        with run_write(files, path):
             write_bytes(path, buf.getvalue())
 
     if result.best_state is not None:
@@ -93,7 +93,7 @@ def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResu
     state = result.to_state()
     state.pop("best_state")
     state.pop("final_state")
-    with output_errors(files.seed_result(result.seed), fault=True):
+    with run_write(files, files.seed_result(result.seed)):
         write_joblib(files.seed_result(result.seed), state)
     files.checkpoint(result.seed).unlink(missing_ok=True)
 
@@ -104,6 +104,18 @@ def check_still_there(files: RunDir) -> None:
     if not files.config_file.is_file():
         raise Fault(f"{files.path} was deleted or emptied during training (no {files.config_file.name}); "
                     "stopped without writing anything more")
+
+
+@contextmanager
+def run_write(files: RunDir, path: Path) -> Iterator[None]:
+    """A write into the run directory; when it fails because the directory went away while it
+    wrote, the fault says so (not "no such directory" for a checkpoint's temporary file)."""
+    try:
+        with output_errors(path, fault=True):
+            yield
+    except Fault:
+        check_still_there(files)
+        raise
 
 
 def read_checkpoint(path: Path) -> bytes | None:
@@ -135,7 +147,7 @@ def save_chunk(run_dir: Path, config: Config, spec: NetworkSpec, chunk: ChunkRes
     elif chunk.checkpoint is not None:
         files = RunDir(run_dir)
         check_still_there(files)
-        with output_errors(files.checkpoint(chunk.seed), fault=True):  # the previous one stays
+        with run_write(files, files.checkpoint(chunk.seed)):  # the previous one stays
             write_bytes(files.checkpoint(chunk.seed), chunk.checkpoint)
 
 

@@ -160,3 +160,27 @@ def test_resume_refuses_a_run_another_process_is_training(tmp_path):
         experiment.start_run(resume=files.path)
     files.training_marker.write_text(f"{2**22 + 12345} {socket.gethostname()}\n")  # a process that died
     assert experiment.start_run(resume=files.path).todo == [3, 4]
+
+
+def test_a_run_directory_deleted_while_a_checkpoint_is_written_is_reported_as_deleted(tmp_path, monkeypatch):
+    """The directory can vanish between the check before a write and the write itself: the
+    fault still names the deletion, not the checkpoint's temporary file."""
+    import shutil
+
+    from dqnrun import experiment
+    from dqnrun.chunks import ChunkResult
+    from dqnrun.errors import Fault
+
+    run_dir = tmp_path / "gone"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("name: gone\n")
+    real_write = experiment.write_bytes
+
+    def deleted_then_written(path, data):
+        shutil.rmtree(run_dir)
+        real_write(path, data)
+
+    monkeypatch.setattr(experiment, "write_bytes", deleted_then_written)
+    chunk = ChunkResult(seed=3, status="checkpoint", episode=2, checkpoint=b"x")
+    with pytest.raises(Fault, match="was deleted or emptied during training"):
+        experiment.save_chunk(run_dir, None, None, chunk)
