@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import typer
 
@@ -87,6 +88,23 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def stopped_runs(console: Any, resume: str) -> Iterator[None]:
+    """A lost worker (exit 1) or a forced second Ctrl-C (exit 130) while seeds train: one line
+    naming the command that continues from the last checkpoints."""
+    from dqnrun.workers import WorkerFault
+
+    try:
+        yield
+    except WorkerFault as exc:
+        console.print(f"[red]{esc(exc)}; continue with `{esc(resume)}`[/red]")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print(f"[yellow]aborted: progress since each seed's last checkpoint is lost; "
+                      f"continue with `{esc(resume)}`[/yellow]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def esc(value: Any) -> str:
@@ -171,8 +189,6 @@ def train(
     from dqnrun import experiment
     from dqnrun.config import parse_seeds
     from dqnrun.console import LiveTraining, TrainingDisplay, console, seed_summary
-    from dqnrun.workers import WorkerFault
-
 
     if resume is not None and (config_path is not None or set_ or seeds or episodes or name or force or tensorboard):
         raise UserError("--resume takes only the run directory (and --jobs/--device): the run keeps its config")
@@ -197,16 +213,8 @@ def train(
     display = TrainingDisplay(title=esc(f"{config.name} ({config.variant}, {config.env})"), seeds=run_plan.todo,
                               episodes=config.episodes, resumed_from=run_plan.resumed_from, jobs=run_plan.jobs,
                               max_steps=config.max_steps)
-    try:
-        with LiveTraining(display) as live:
-            outcome = experiment.execute(run_plan, live.handle)
-    except WorkerFault as exc:
-        console.print(f"[red]{esc(exc)}; continue with `dqnrun train --resume {esc(run_dir)}`[/red]")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        console.print(f"[yellow]aborted: progress since each seed's last checkpoint is lost; "
-                      f"continue with `dqnrun train --resume {esc(run_dir)}`[/yellow]")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    with stopped_runs(console, f"dqnrun train --resume {run_dir}"), LiveTraining(display) as live:
+        outcome = experiment.execute(run_plan, live.handle)
     if outcome.run is None:
         done = len(config.seeds) - len(outcome.unfinished)
         console.print(
@@ -255,7 +263,6 @@ def sweep(
     from dqnrun import sweep as sweeps
     from dqnrun.config import parse_seeds
     from dqnrun.console import LiveSweep, PointRow, SweepDisplay, console
-    from dqnrun.workers import WorkerFault
 
     seed_list = parse_seeds(seeds) if seeds is not None else None
     if resume is not None and (sweep_path is not None or set_ or seeds or name or force or dry_run):
@@ -278,16 +285,8 @@ def sweep(
     display = SweepDisplay(f"sweep {plan.manifest.name}", [
         PointRow(r.run_dir.name, len(r.config.seeds), r.config.episodes, r.config.smoothing_window,
                  done=len(r.config.seeds) - len(r.todo)) for r in plan.runs])
-    try:
-        with LiveSweep(display) as live:
-            outcomes = sweeps.execute_sweep(plan, live.handle)
-    except WorkerFault as exc:
-        console.print(f"[red]{exc}; continue with `dqnrun sweep --resume {plan.sweep_dir}`[/red]")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        console.print(f"[yellow]aborted: progress since each seed's last checkpoint is lost; "
-                      f"continue with `dqnrun sweep --resume {plan.sweep_dir}`[/yellow]")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    with stopped_runs(console, f"dqnrun sweep --resume {plan.sweep_dir}"), LiveSweep(display) as live:
+        outcomes = sweeps.execute_sweep(plan, live.handle)
     unfinished = [o for o in outcomes if o.run is None]
     if unfinished:
         console.print(f"[yellow]interrupted: {len(outcomes) - len(unfinished) + len(plan.finished)} of "
