@@ -19,7 +19,7 @@ import numpy as np
 from dqnrun.config import Config
 from dqnrun.errors import UserError
 from dqnrun.networks import NetworkSpec
-from dqnrun.trainer import CHECKPOINT_FORMAT, EpisodeEnd, Event, SeedEnd, SeedResult, train_seed
+from dqnrun.trainer import CHECKPOINT_FORMAT, EpisodeEnd, Event, SeedEnd, SeedResult, _with_new_keys, train_seed
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def run_chunk(
     """Train one chunk of `task.seed`. `should_stop` is polled after every episode: on True the
     chunk checkpoints early ("interrupted"). Every event is also returned in the result."""
     resume = decode_checkpoint(task.checkpoint) if task.checkpoint is not None else None
-    if resume is not None and (resume.get("seed") != task.seed or resume.get("config") != task.config.to_dict()):
+    if resume is not None and (resume.get("seed") != task.seed or _with_new_keys(resume.get("config"), task.config.to_dict()) != task.config.to_dict()):
         raise UserError(f"the checkpoint of seed {task.seed} belongs to another seed or config")
     done = int(resume["episode"]) if resume is not None else 0
     end = chunk_end(task.config, done)

@@ -311,8 +311,9 @@ def restore(state: Any, config: Config, seed: int, agent: Agent, replay: Any, ad
         raise UserError("not a dqnrun checkpoint")
     if state.get("seed") != seed:
         raise UserError(f"the checkpoint is of seed {str(state.get('seed'))[:20]}, not of seed {seed}")
-    if state.get("config") != config.to_dict():
-        where = _first_difference(config.to_dict(), state.get("config")) or "config"
+    saved = _with_new_keys(state.get("config"), config.to_dict())
+    if saved != config.to_dict():
+        where = _first_difference(config.to_dict(), saved) or "config"
         raise UserError(f"the checkpoint was written with another config (it differs in {where})")
     step, result = state.get("step"), state.get("result")
     if type(step) is not int or step < 0:
@@ -361,6 +362,20 @@ def check_resume(state: Any, config: Config, seed: int, spec: NetworkSpec) -> No
         dtype=storage_dtype(spec.obs_dtype), frame_padding=stack.padding if stack else None,
     )
     restore(state, config, seed, agent, replay, NStepAdder(replay, config.agent.n_step, config.agent.gamma), rngs)
+
+
+def _with_new_keys(saved: Any, current: dict[str, Any]) -> Any:
+    """A checkpoint's config with the keys it predates taken from the current one: a key added
+    to dqnrun later defaults to the old behaviour, so a run interrupted before an update resumes."""
+    if not isinstance(saved, dict):
+        return saved
+    out = dict(saved)
+    for key, value in current.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict):
+            out[key] = _with_new_keys(out[key], value)
+    return out
 
 
 def _first_difference(a: Any, b: Any, where: str = "") -> str | None:

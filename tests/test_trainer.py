@@ -186,3 +186,15 @@ def test_speed_flush_denormal_holds_while_the_seed_trains_and_is_undone_after(fl
     train_seed(c, 5, SPEC, emit=lambda event: seen.append(_flushes_denormals()) if hasattr(event, "episode") else None)
     assert len(seen) == 2 and set(seen) == {flush}
     assert not _flushes_denormals()
+
+
+def test_a_checkpoint_older_than_a_config_key_still_matches_its_config():
+    """A key added after the checkpoint was written counts as its default; a key the checkpoint
+    has and that differs still differs."""
+    from dqnrun.trainer import _first_difference, _with_new_keys
+
+    current = {"episodes": 10, "speed": {"flush_denormal": False}, "agent": {"gamma": 0.99, "n_step": 1}}
+    old = {"episodes": 10, "agent": {"gamma": 0.99}}
+    assert _with_new_keys(old, current) == current
+    changed = {"episodes": 10, "agent": {"gamma": 0.9}}
+    assert _first_difference(current, _with_new_keys(changed, current)) == "agent.gamma"
