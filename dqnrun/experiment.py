@@ -114,6 +114,9 @@ def run_write(files: RunDir, path: Path) -> Iterator[None]:
         with output_errors(path, fault=True):
             yield
     except Fault:
+        if not Path(path).parent.is_dir():  # its folder went first; the config may follow
+            raise Fault(f"{files.path} was deleted or emptied during training (no {files.config_file.name}); "
+                        "stopped without writing anything more") from None
         check_still_there(files)
         raise
 
