@@ -174,7 +174,7 @@ class LiveTraining:
                 where = f"after episode {row.episode}" if row.episode else "before its first episode"
                 self.out.print(f"seed {event.seed}: {event.status} {where}")
                 return
-            self.out.print(f"seed {event.seed}: {event.status} after {row.episode} episodes, "
+            self.out.print(f"seed {event.seed}: {event.status} after {row.episode} episode{'' if row.episode == 1 else 's'}, "
                            f"{row.steps:,} env steps, best {fmt_score(row.best)} at episode {row.best_episode}"
                            + (f" ({event.message})" if event.message and event.status != "complete" else ""))
         elif isinstance(event, EpisodeEnd) and (event.episode % 50 == 0 or event.episode == event.episodes):

@@ -182,6 +182,7 @@ def learning_curves(runs: Sequence[Run], x: str = "episodes", title: str | None 
     font = SIZES[size][1]
     notes = []
     handles: dict[str, object] = {}
+    drawn = 0
     with plt.rc_context(rc_params(font)):
         for ax, env in zip(axes, panels):
             windows = set()
@@ -194,6 +195,7 @@ def learning_curves(runs: Sequence[Run], x: str = "episodes", title: str | None 
                 if curve is None:
                     continue
                 windows.add(run_window(run, lengths[i]))
+                drawn += 1
                 st = style(i)
                 # A run as long as its window has one smoothed point: a marker shows it.
                 (line,) = ax.plot(curve.x, curve.centre, linewidth=1.6 if size == "column" else 2.0, label=labels[i],
@@ -218,6 +220,9 @@ def learning_curves(runs: Sequence[Run], x: str = "episodes", title: str | None 
             handles[BAND_LABELS[band]] = Patch(facecolor="0.5", alpha=0.35, linewidth=0)
         if handles:
             add_legend(fig, list(handles.values()), list(handles))
+    if not drawn:  # an empty figure is not an answer: say why each run has no curve
+        plt.close(fig)
+        raise UserError(f"nothing to draw: {'; '.join(notes)}")
     return fig, notes
 
 

@@ -180,3 +180,9 @@ def test_shortened_curves_pool_the_same_seeds_as_the_run():
     fig, _ = learning_curves([run], length=20)
     mean = fig.axes[0].lines[0].get_ydata()
     np.testing.assert_allclose(mean, np.convolve(run.scores[0, :20], np.ones(5) / 5, "valid"))
+
+
+def test_a_figure_with_no_curve_is_a_user_error_naming_why():
+    run = dataclasses.replace(fake_run("short", n_episodes=30), window=40)
+    with pytest.raises(UserError, match=r"^nothing to draw: short: 30 episodes, shorter than its window 40"):
+        learning_curves([run])
