@@ -388,8 +388,8 @@ def _build(cls: Any, raw: dict[str, Any], source: str, prefix: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
         if key not in names:
-            hint = _did_you_mean(str(key), names)
-            raise UserError(f"{source}: unknown key {prefix}{key!r}{hint}")
+            hint = _did_you_mean(f"{prefix}{key}", [prefix + n for n in names])
+            raise UserError(f"{source}: unknown key {prefix + str(key)!r}{hint}")
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in raw:

@@ -80,7 +80,7 @@ CASES = [
     (["train", "{tmp}/empty.yaml"], "the file is empty"),
     (["train", "{tmp}/list.yaml"], "a config is a YAML mapping of keys, not a list"),
     (["train", "{tmp}/missing.yaml"], "config file not found"),
-    (["train", "{good}", "--set", "agent.learnig_rate=0.1"], "unknown key agent.'learnig_rate' (did you mean 'learning_rate'?)"),
+    (["train", "{good}", "--set", "agent.learnig_rate=0.1"], "unknown key 'agent.learnig_rate' (did you mean 'agent.learning_rate'?)"),
     (["train", "{good}", "--set", "episods=3"], "unknown key 'episods' (did you mean 'episodes'?)"),
     (["train", "{good}", "--set", "agent.batch_size=big"], "agent.batch_size must be an integer, got 'big'"),
     (["train", "{good}", "--set", "agent.double=maybe"], "agent.double must be true or false"),

@@ -71,7 +71,7 @@ def test_integers_are_accepted_for_floats_but_not_the_reverse():
 @pytest.mark.parametrize(
     "raw, message",
     [
-        ({"variant": "dqn", "agent": {"learnig_rate": 0.1}}, r"unknown key agent.'learnig_rate' \(did you mean 'learning_rate'\?\)"),
+        ({"variant": "dqn", "agent": {"learnig_rate": 0.1}}, r"unknown key 'agent.learnig_rate' \(did you mean 'agent.learning_rate'\?\)"),
         ({"variant": "dqn", "episode": 3}, r"unknown key 'episode' \(did you mean 'episodes'\?\)"),
         ({"variant": "ddqm"}, r"unknown variant 'ddqm' \(did you mean 'ddqn'\?\)"),
         ({"env": "CartPole-v1"}, r"missing key 'variant'"),
