@@ -423,7 +423,8 @@ def plot(
     runs: List[str] = typer.Argument(None, metavar="RUN", help=RUNS_HELP),
     output: Optional[Path] = typer.Option(
         None, "--output", "-o", help="Figure file: .png, .svg or .pdf (default: a new <root>/<A>-vs-<B>.png)."),
-    x: str = typer.Option("episodes", "--x", help="x axis: episodes, or steps (every seed on one env-step grid)."),
+    x: str = typer.Option("auto", "--x", help="x axis: episodes, steps (every seed on one env-step grid), or auto: "
+                                             "steps when a run is evaluated every N env steps, else episodes."),
     band: str = typer.Option("minmax", help=BAND_HELP),
     threshold: Optional[str] = typer.Option(None, metavar="env|SCORE", help=THRESHOLD_HELP),
     size: str = typer.Option("page", help=SIZE_HELP),
@@ -433,7 +434,9 @@ def plot(
 ) -> None:
     """Draw learning curves: per run the smoothed scores' mean and a band over the seeds.
 
-    One panel per environment; the figure states the environment and the smoothing window.
+    One panel per environment; the figure states the environment and the smoothing window. A run
+    trained with eval_every_steps draws its evaluation curve against env steps (not smoothed):
+    every seed's evaluations interpolated onto one env-step grid, never extrapolated.
 
     [b]Examples[/b]
 
@@ -492,7 +495,9 @@ def find_baseline(name: Optional[str], runs: list[Any], labels: list[str]) -> in
 @user_errors
 def compare(
     runs: List[str] = typer.Argument(None, metavar="RUN", help=RUNS_HELP),
-    last: Optional[int] = typer.Option(None, help="Final score = mean of the last N raw scores (default: the run's window)."),
+    last: Optional[int] = typer.Option(
+        None, help="Final score = mean of the last N raw scores (default: the run's window), or of the last N "
+                   "evaluations of a run evaluated every N env steps (default: 1)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, markdown, csv or json (csv and json: numbers as numbers)."),
     wide: bool = typer.Option(False, "--wide", metavar="", help="Every column (variant, seeds, best, AUC, env steps, wall time)."),
     baseline: Optional[str] = typer.Option(None, metavar="RUN", help="The run P(>) compares against (default: the first)."),

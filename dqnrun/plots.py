@@ -25,6 +25,10 @@ from dqnrun.errors import UserError  # noqa: E402
 from dqnrun.results import Run  # noqa: E402
 from dqnrun.stats import (  # noqa: E402
     curves,
+    eval_curve,
+    eval_grid,
+    eval_interval,
+    is_step_evaluated,
     per_seed_points,
     per_seed_smoothed,
     profile_band,
@@ -93,8 +97,22 @@ def band_of(per_seed: np.ndarray, band: str) -> tuple[np.ndarray, np.ndarray | N
     return mean, None, None
 
 
-def run_curve(run: Run, x: str, band: str, length: int | None) -> tuple[Curve | None, str | None]:
-    """The curve of one run, or None and the reason it cannot be drawn."""
+def run_curve(run: Run, x: str, band: str, length: int | None,
+              grid: np.ndarray | None = None) -> tuple[Curve | None, str | None]:
+    """The curve of one run, or None and the reason it cannot be drawn.
+
+    A step-evaluated run (`eval_every_steps`) draws its evaluation curve on env steps: each seed's
+    evaluations interpolated onto `grid` (default: the run's own evaluation steps), over the grid
+    points every seed covers, never extrapolated; not smoothed.
+    """
+    if is_step_evaluated(run):
+        if x == "episodes":
+            return None, "evaluated every N env steps: its curve is drawn with --x steps (or auto)"
+        xs, per_seed = eval_curve(run, grid)
+        if per_seed.shape[0] == 0 or len(xs) == 0:
+            return None, "no evaluation common to its seeds; nothing to draw"
+        centre, low, high = band_of(per_seed, band)
+        return Curve(xs, centre, low, high, len(per_seed)), None
     if run.is_lecture:
         if x == "steps":
             return None, "a lecture result file has no env steps; left out of the --x steps figure"
@@ -126,12 +144,19 @@ def run_curve(run: Run, x: str, band: str, length: int | None) -> tuple[Curve | 
     return Curve(xs, centre, low, high, len(per_seed)), None
 
 
-def panel_title(env: str, windows: set[int]) -> str:
-    if not windows:
-        return env
+def panel_title(env: str, windows: set[int], intervals: set[int | None] = frozenset()) -> str:
+    """The environment, the smoothing window of per-episode curves and the interval of
+    step-evaluated ones ("evaluated every 5k steps", not smoothed)."""
+    parts = [env]
     if len(windows) == 1:
-        return f"{env}, smoothed over {windows.pop()} episodes"
-    return f"{env}, smoothed over {min(windows)}-{max(windows)} episodes"
+        parts.append(f"smoothed over {min(windows)} episodes")
+    elif windows:
+        parts.append(f"smoothed over {min(windows)}-{max(windows)} episodes")
+    if intervals:
+        known = {i for i in intervals if i}
+        every = f"every {thousands(known.pop())} steps" if len(known) == 1 and None not in intervals else "every N steps"
+        parts.append(f"{'and ' if windows else ''}evaluated {every}{' (not smoothed)' if windows else ''}")
+    return ", ".join(parts)
 
 
 def new_figure(n_panels: int, size: str) -> tuple[Figure, list]:
@@ -156,14 +181,16 @@ def rc_params(font: float) -> dict:
     }
 
 
-def learning_curves(runs: Sequence[Run], x: str = "episodes", title: str | None = None,
+def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = None,
                     length: int | None = None, band: str = "minmax", threshold: float | str | None = None,
                     size: str = "page", labels: Sequence[str] | None = None,
                     lengths: Sequence[int | None] | None = None) -> tuple[Figure, list[str]]:
     """Learning curves, one panel per environment.
 
     `band`: minmax (the lecture's thin min and max lines and the band between them), ci (95%
-    bootstrap CI of the mean), iqr (median and interquartile range) or none. `threshold`: "env"
+    bootstrap CI of the mean), iqr (median and interquartile range) or none. `x`: episodes,
+    steps, or auto (steps when a run is step-evaluated, else episodes); on steps, the
+    step-evaluated runs of a panel share one grid: every env step any of their seeds evaluated at. `threshold`: "env"
     draws each environment's reward threshold, a number draws that score. `lengths`: per run, the
     episodes to draw (runs compared over a common length); `length` applies one to all.
     Returns the figure and notes about runs that could not be drawn as asked.
@@ -172,8 +199,10 @@ def learning_curves(runs: Sequence[Run], x: str = "episodes", title: str | None 
         raise UserError(f"--band {band!r}: expected one of {', '.join(BANDS)}")
     if size not in SIZES:
         raise UserError(f"--size {size!r}: expected one of {', '.join(SIZES)}")
-    if x not in ("episodes", "steps"):
-        raise UserError(f"--x {x!r}: expected episodes or steps")
+    if x not in ("auto", "episodes", "steps"):
+        raise UserError(f"--x {x!r}: expected auto, episodes or steps")
+    if x == "auto":  # a run evaluated every N env steps has no per-episode evaluation curve
+        x = "steps" if any(is_step_evaluated(r) for r in runs) else "episodes"
     labels = list(labels) if labels is not None else run_labels(runs)
     lengths = list(lengths) if lengths is not None else [length] * len(runs)
     panel_of = environments(runs)
@@ -185,16 +214,20 @@ def learning_curves(runs: Sequence[Run], x: str = "episodes", title: str | None 
     drawn = 0
     with plt.rc_context(rc_params(font)):
         for ax, env in zip(axes, panels):
-            windows = set()
+            windows, intervals = set(), set()
+            grid = eval_grid([r for r, e in zip(runs, panel_of) if e == env and is_step_evaluated(r)])
             for i, run in enumerate(runs):
                 if panel_of[i] != env:
                     continue
-                curve, why = run_curve(run, x, band, lengths[i])
+                curve, why = run_curve(run, x, band, lengths[i], grid)
                 if why:
                     notes.append(f"{labels[i]}: {why}")
                 if curve is None:
                     continue
-                windows.add(run_window(run, lengths[i]))
+                if is_step_evaluated(run):
+                    intervals.add(eval_interval(run))
+                else:
+                    windows.add(run_window(run, lengths[i]))
                 drawn += 1
                 st = style(i)
                 # A run as long as its window has one smoothed point: a marker shows it.
@@ -207,7 +240,7 @@ def learning_curves(runs: Sequence[Run], x: str = "episodes", title: str | None 
                         ax.plot(curve.x, curve.high, color=st["color"], linewidth=0.6)
                         ax.plot(curve.x, curve.low, color=st["color"], linewidth=0.6)
             draw_threshold(ax, runs, panel_of, env, threshold, handles)
-            ax.set_title(panel_title(env, windows) if title is None or len(panels) > 1 else title)
+            ax.set_title(panel_title(env, windows, intervals) if title is None or len(panels) > 1 else title)
             ax.set_xlabel("Episodes" if x == "episodes" else "Env steps")
             if x == "steps":
                 ax.xaxis.set_major_formatter(FuncFormatter(thousands))

@@ -111,6 +111,10 @@ class Summary:
     window: int = LECTURE_WINDOW  # the smoothing window used
     p_improvement: float = math.nan  # P(this run > the baseline), same environment only
     normalised: float = math.nan  # mean over seeds of the normalised final score
+    kind: str = "episode_eval"  # the curve the scores come from: step_eval, episode_eval or train_return
+    eval_every: int | None = None  # eval_every_steps of a step-evaluated run
+    last: int = 0  # scores (or evaluations) per seed averaged into the final score
+    max_step: float | None = None  # a step-evaluated run compared up to this env step
 
     @property
     def reached(self) -> int | None:
@@ -169,6 +173,88 @@ def per_seed_points(run: Run, length: int | None = None) -> tuple[np.ndarray, np
     return steps, smoothed
 
 
+# ---------------------------------------------------------------------------------------------
+# Curves evaluated every N env steps (`eval_every_steps`)
+
+# What a run's score curve is, in the machine formats' `score_kind`:
+STEP_EVAL = "step_eval"  # greedy evaluation every `eval_every_steps` env steps (x: env steps)
+EPISODE_EVAL = "episode_eval"  # greedy evaluation after every training episode (the lecture's)
+TRAIN_RETURN = "train_return"  # the training episode's return (`eval_episodes: 0`)
+
+
+def score_kind(run: Run) -> str:
+    """Which curve a run's final score and figure come from (STEP_EVAL, EPISODE_EVAL or TRAIN_RETURN)."""
+    if run.is_lecture:
+        return EPISODE_EVAL
+    config = run.config
+    if config is not None:
+        if config.eval_every_steps is not None:
+            return STEP_EVAL
+        return EPISODE_EVAL if config.eval_episodes else TRAIN_RETURN
+    return STEP_EVAL if run.eval_steps is not None and run.eval_steps.shape[1] else EPISODE_EVAL
+
+
+def is_step_evaluated(run: Run) -> bool:
+    return score_kind(run) == STEP_EVAL
+
+
+def eval_interval(run: Run) -> int | None:
+    """`eval_every_steps` of a step-evaluated run (None if unknown or not one)."""
+    return run.config.eval_every_steps if run.config is not None else None
+
+
+def eval_points(run: Run, pooled_only: bool = True, max_step: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per seed, (env steps, score) of its evaluations (padding dropped; those after `max_step` too).
+
+    `pooled_only`: only the seeds the run's own curves pool (those that did not diverge).
+    """
+    rows = pooled_rows(run) if pooled_only else range(run.n_seeds)
+    out = []
+    for i in rows:
+        steps, scores = run.eval_steps[i], run.eval_scores[i]
+        keep = np.isfinite(steps) & np.isfinite(scores)
+        if max_step is not None:
+            keep &= steps <= max_step
+        out.append((steps[keep], scores[keep]))
+    return out
+
+
+def eval_grid(runs: Sequence[Run]) -> np.ndarray:
+    """The common env-step grid of step-evaluated runs: every env step at which any seed of any of
+    them evaluated, sorted. Seeds that evaluate at the same steps keep their own values on it."""
+    steps = [s for run in runs for s, _ in eval_points(run)]
+    return np.unique(np.concatenate(steps)) if steps else np.zeros(0)
+
+
+def on_grid(points: Sequence[tuple[np.ndarray, np.ndarray]], grid: np.ndarray) -> np.ndarray:
+    """Each seed's evaluation curve linearly interpolated onto `grid` (seeds x grid points).
+
+    No extrapolation: before a seed's first and after its last evaluation it is NaN.
+    """
+    out = np.full((len(points), len(grid)), np.nan)
+    for i, (x, y) in enumerate(points):
+        if len(x):
+            out[i] = np.interp(grid, x, y, left=np.nan, right=np.nan)
+    return out
+
+
+def eval_curve(run: Run, grid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(grid points, seeds x points) of a step-evaluated run, over the grid points every pooled seed
+    covers (between its first and last evaluation). The curves are not smoothed: each point is
+    already the mean of `eval_episodes` greedy episodes, and `window` counts episodes."""
+    points = eval_points(run)
+    grid = eval_grid([run]) if grid is None else np.asarray(grid, dtype=float)
+    per_seed = on_grid(points, grid)
+    covered = np.isfinite(per_seed).all(axis=0) if len(per_seed) else np.zeros(len(grid), bool)
+    return grid[covered], per_seed[:, covered]
+
+
+def last_eval_step(run: Run) -> float:
+    """The env step up to which every seed of a step-evaluated run has evaluated (NaN: none has)."""
+    lasts = [s[-1] if len(s) else math.nan for s, _ in eval_points(run, pooled_only=False)]
+    return float(min(lasts)) if lasts and not any(math.isnan(v) for v in lasts) else math.nan
+
+
 def run_length(run: Run) -> int:
     """Episodes in the run (for lecture files: smoothed points + window - 1)."""
     if run.is_lecture:
@@ -197,7 +283,8 @@ def align(runs: Sequence[Run], labels: Sequence[str]) -> tuple[list[int | None],
     cut: list[int | None] = [None] * len(runs)
     notes = []
     for env in dict.fromkeys(env_of):
-        members = [i for i, e in enumerate(env_of) if e == env]
+        # Step-evaluated runs are compared on env steps (`align_steps`), not cut in episodes.
+        members = [i for i, e in enumerate(env_of) if e == env and not is_step_evaluated(runs[i])]
         if len({lengths[i] for i in members}) < 2:
             continue
         shortest = min(lengths[i] for i in members)
@@ -205,6 +292,32 @@ def align(runs: Sequence[Run], labels: Sequence[str]) -> tuple[list[int | None],
         where = f" on {env}" if multi else ""
         notes.append(f"runs{where} differ in length ({detail}): all compared over the first {shortest} episodes")
         for i in members:
+            cut[i] = shortest
+    return cut, notes
+
+
+def align_steps(runs: Sequence[Run], labels: Sequence[str]) -> tuple[list[float | None], list[str]]:
+    """Per step-evaluated run, the last env step compared (None: all) and notes saying what was cut.
+
+    Step-evaluated runs of one environment are compared up to the env step every seed of each
+    of them has evaluated to; other runs get None.
+    """
+    env_of = environments(runs)
+    multi = len(set(env_of) - {"?"}) > 1
+    cut: list[float | None] = [None] * len(runs)
+    notes = []
+    for env in dict.fromkeys(env_of):
+        members = [i for i, e in enumerate(env_of) if e == env and is_step_evaluated(runs[i])]
+        lasts = {i: last_eval_step(runs[i]) for i in members}
+        lasts = {i: v for i, v in lasts.items() if not math.isnan(v)}
+        if len(set(lasts.values())) < 2:
+            continue
+        shortest = min(lasts.values())
+        detail = ", ".join(f"{labels[i]} {v:,.0f}" for i, v in lasts.items())
+        where = f" on {env}" if multi else ""
+        notes.append(f"step-evaluated runs{where} differ in length (env steps evaluated: {detail}): "
+                     f"all compared up to env step {shortest:,.0f}")
+        for i in lasts:
             cut[i] = shortest
     return cut, notes
 
@@ -265,8 +378,11 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
 
 
 def summarize(run: Run, last: int | None, length: int | None = None, threshold: float | None = None,
-              label: str | None = None) -> Summary:
-    """Compare-table statistics of one run over its first `length` episodes."""
+              label: str | None = None, max_step: float | None = None) -> Summary:
+    """Compare-table statistics of one run over its first `length` episodes (a step-evaluated run:
+    over its evaluations up to env step `max_step`, see `summarize_evaluations`)."""
+    if is_step_evaluated(run):
+        return summarize_evaluations(run, last, max_step, threshold, label or run.name)
     window = run_window(run, length)
     last = last or window
     name = label or run.name
@@ -282,7 +398,7 @@ def summarize(run: Run, last: int | None, length: int | None = None, threshold: 
             to_threshold=episodes_to_threshold(mean, threshold, window) if threshold is not None else math.nan,
             never=None, auc=float(mean.mean()) if len(mean) else math.nan,
             env_steps=math.nan, wall_time=math.nan, lecture=True, path=str(run.path), run_episodes=total,
-            window=window,
+            window=window, last=last,
         )
     scores = run.scores[:, :length] if length else run.scores
     finals = final_scores(scores, last)
@@ -306,7 +422,49 @@ def summarize(run: Run, last: int | None, length: int | None = None, threshold: 
         auc=float(smoothed.mean()) if smoothed.size else math.nan,
         env_steps=float(np.mean(end_steps)), wall_time=float(np.mean(run.wall_time)), lecture=False,
         diverged=sum(status == "diverged" for status in run.status),
-        path=str(run.run_dir), run_episodes=total, window=window,
+        path=str(run.run_dir), run_episodes=total, window=window, kind=score_kind(run), last=last,
+    )
+
+
+def summarize_evaluations(run: Run, last: int | None, max_step: float | None, threshold: float | None,
+                          name: str) -> Summary:
+    """Compare-table statistics of a step-evaluated run from its evaluation curve, up to `max_step`.
+
+    final: per seed, the mean of its last `last` evaluations (default 1: the last evaluation, as
+    RL Zoo and Dopamine report); best: the highest evaluation; AUC: the mean evaluation score;
+    to threshold: the episode in which a seed's first evaluation reaching it took place.
+    """
+    last = last or 1
+    points = eval_points(run, pooled_only=False, max_step=max_step)
+    finals = np.array([y[-last:].mean() if len(y) else math.nan for _, y in points])
+    scored = finals[~np.isnan(finals)]
+    threshold = threshold if threshold is not None else run.reward_threshold
+    reached = np.full(len(points), math.nan)
+    if threshold is not None:
+        for i, (x, y) in enumerate(points):
+            hits = np.flatnonzero(y >= threshold)
+            if len(hits):
+                ends = run.steps[i][np.isfinite(run.steps[i])]
+                # The evaluation at env step x ran inside the first episode that ended at or after x.
+                reached[i] = min(int(np.searchsorted(ends, x[hits[0]], side="left")) + 1, len(ends))
+    hit = reached[~np.isnan(reached)]
+    every = np.concatenate([y for _, y in points]) if points else np.zeros(0)
+    ends = [row[np.isfinite(row)][-1] for row in run.steps]
+    if max_step is not None:
+        ends = [min(e, max_step) for e in ends]
+    total = run_length(run)
+    return Summary(
+        name=name, variant=variant_label(run), env_id=run_env(run), n_seeds=len(finals), episodes=total,
+        final_mean=float(scored.mean()) if len(scored) else math.nan,
+        final_ci=bootstrap_ci(scored) if len(scored) else None, final_per_seed=scored if len(scored) else None,
+        iqm=iqm(scored) if len(scored) else math.nan, best=float(every.max()) if len(every) else math.nan,
+        threshold=threshold, to_threshold=float(np.median(hit)) if len(hit) else math.nan,
+        never=int(np.isnan(reached).sum()) if threshold is not None else None,
+        auc=float(every.mean()) if len(every) else math.nan,
+        env_steps=float(np.mean(ends)), wall_time=float(np.mean(run.wall_time)), lecture=False,
+        diverged=sum(status == "diverged" for status in run.status), path=str(run.run_dir),
+        run_episodes=total, window=run.window, kind=STEP_EVAL, eval_every=eval_interval(run), last=last,
+        max_step=max_step,
     )
 
 
@@ -400,6 +558,8 @@ def compare_runs(runs: Sequence[Run], last: int | None = None, baseline: int = 0
     labels = run_labels(runs)
     env_of = environments(runs)
     cut, notes = align(runs, labels)
+    step_cut, step_notes = align_steps(runs, labels)
+    notes += step_notes
     known = sorted(set(env_of) - {"?"})
     if len(known) > 1 and any(r.is_lecture for r in runs):
         notes.append("lecture result files name no environment: left out of the aggregate")
@@ -413,7 +573,7 @@ def compare_runs(runs: Sequence[Run], last: int | None = None, baseline: int = 0
         if length is not None and length < run_window(run) and not run.is_lecture:
             notes.append(f"{labels[i]}: its window {run_window(run)} is longer than the {length} episodes "
                          f"compared; smoothed over {length}")
-        row = summarize(run, last, length, threshold, label=labels[i])
+        row = summarize(run, last, length, threshold, label=labels[i], max_step=step_cut[i])
         if run.is_lecture and row.episodes == 0:
             notes.append(f"{labels[i]}: a lecture file's curves start at episode {LECTURE_WINDOW}, after the "
                          f"{length} episodes compared; nothing to show")

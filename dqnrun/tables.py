@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from dqnrun.stats import Comparison, Summary
+from dqnrun.stats import EPISODE_EVAL, STEP_EVAL, TRAIN_RETURN, Comparison, Summary
 
 FORMATS = ("table", "markdown", "csv", "json")
 
@@ -22,6 +22,7 @@ RECORD_KEYS = (
     "run", "path", "variant", "env", "seeds", "diverged", "episodes", "run_episodes", "window",
     "final", "final_ci_low", "final_ci_high", "iqm", "best", "threshold", "to_threshold", "reached",
     "never", "auc", "env_steps", "wall_time_s", "baseline", "p_improvement", "normalised",
+    "score_kind", "eval_every_steps", "final_of",
 )
 
 
@@ -61,6 +62,9 @@ def records(comparison: Comparison) -> list[dict[str, Any]]:
             "to_threshold": _number(s.to_threshold), "reached": s.reached, "never": s.never,
             "auc": _number(s.auc), "env_steps": _number(s.env_steps), "wall_time_s": _number(s.wall_time),
             "baseline": base, "p_improvement": _number(s.p_improvement), "normalised": _number(s.normalised),
+            # Which curve the scores come from, its evaluation interval, and how many of its last
+            # points (scores or evaluations) per seed the final score averages.
+            "score_kind": s.kind, "eval_every_steps": s.eval_every, "final_of": s.last or None,
             **{key: values.get(s.path) for key, values in sweep_values.items()},
         })
     return out
@@ -121,6 +125,8 @@ def columns(comparison: Comparison, wide: bool, short: bool = True) -> list[Colu
     for key, values in swept(comparison).items():  # a sweep's points: their swept values
         cols.append(Column(key.rsplit(".", 1)[-1], lambda s, v=values: v.get(s.path, "-"), numeric=False))
     cols.append(Column("variant", lambda s: s.variant, wide_only=True, numeric=False))
+    if any(s.kind != EPISODE_EVAL for s in rows):  # which curve each row's scores come from
+        cols.append(Column("curve", curve_cell, numeric=False))
     if multi_env:
         cols.append(Column("env", lambda s: s.env_id, numeric=False))
     cols += [
@@ -147,6 +153,20 @@ def poi_header(comparison: Comparison, short: bool = True) -> str:
     """P(>A) with the baseline's label, or P(>base) on a terminal when the label is long."""
     base = comparison.rows[comparison.baseline].name
     return f"P(>{base})" if len(base) <= 10 or not short else "P(>base)"
+
+
+CURVE_CELLS = {EPISODE_EVAL: "per episode", TRAIN_RETURN: "train return"}
+
+
+def curve_cell(s: Summary) -> str:
+    """The kind of score a row uses: "every 5k steps" (evaluations), "per episode", "train return"."""
+    if s.kind == STEP_EVAL:
+        return f"every {thousands(s.eval_every)} steps" if s.eval_every else "step evals"
+    return CURVE_CELLS.get(s.kind, s.kind)
+
+
+def thousands(value: float) -> str:
+    return f"{value / 1e6:g}M" if value >= 1e6 else f"{value / 1e3:g}k" if value >= 1e3 else f"{value:g}"
 
 
 def seeds_cell(s: Summary) -> str:
@@ -178,15 +198,28 @@ def cells(comparison: Comparison, wide: bool) -> tuple[list[Column], list[list[s
 def title(comparison: Comparison, last: int | None, headers: list[str]) -> str:
     envs = comparison.envs
     where = f" on {envs[0]}" if len(envs) == 1 else ""
-    windows = {s.window for s in comparison.rows}
-    if last or len(windows) == 1:
-        text = f"runs{where}: final = mean of each seed's last {last or windows.pop()} scores"
-    else:
-        text = f"runs{where}: final = mean of each seed's last scores (as many as the run's window)"
+    episodic = [s for s in comparison.rows if s.kind != STEP_EVAL]
+    stepped = [s for s in comparison.rows if s.kind == STEP_EVAL]
+    windows = {s.window for s in episodic}
+    parts = []
+    if episodic and (last or len(windows) == 1):
+        parts.append(f"mean of each seed's last {last or windows.pop()} scores")
+    elif episodic:
+        parts.append("mean of each seed's last scores (as many as the run's window)")
+    if stepped:  # the evaluation curve, not smoothed
+        parts.append(f"mean of each seed's last {last} evaluations" if (last or 1) > 1
+                     else "each seed's last evaluation")
+    if episodic and stepped:
+        parts = [f"{parts[0]} (per-episode curves), {parts[1]} (curves evaluated every N env steps)"]
+    text = f"runs{where}: final = {parts[0]}"
     if "95% CI" in headers:
         text += ", 95% bootstrap CI over seeds"
     if any(h.startswith("to ") for h in headers):
-        text += "; to T = median episode at which the smoothed curve reached T"
+        if episodic:
+            text += "; to T = median episode at which the smoothed curve reached T"
+        if stepped:
+            text += (" (or in which the first evaluation reaching T ran)" if episodic
+                     else "; to T = median episode in which a seed's first evaluation reaching T ran")
     if any(h.startswith("P(>") for h in headers):
         if poi_header(comparison) == "P(>base)":
             text += f"; P(>base) = probability of improvement over {comparison.rows[comparison.baseline].name}"

@@ -66,7 +66,7 @@ def test_compare_csv_has_numbers_as_numbers(trained):
     assert rows[0]["p_improvement"] == "" and 0.0 <= float(rows[1]["p_improvement"]) <= 1.0
     assert rows[1]["baseline"] == "dqn"
     table = pd.read_csv(io.StringIO(result.stdout))
-    text = {"run", "path", "variant", "env", "baseline"}
+    text = {"run", "path", "variant", "env", "baseline", "score_kind"}
     for column in table.columns:
         if column in text:
             continue
@@ -198,3 +198,61 @@ def test_list_shows_every_run(trained):
     assert result.exit_code == 0, result.output
     assert "dqn" in result.output and "per" in result.output and "lecture file" in result.output
     assert result.output.count("complete") == 2
+
+
+@pytest.fixture(scope="module")
+def stepped(tmp_path_factory):
+    """A tiny run evaluated every 20 env steps (2 greedy episodes each), 2 seeds x 6 episodes."""
+    import yaml
+    from tests_helpers import TINY_RAW
+
+    root = tmp_path_factory.mktemp("stepped")
+    path = root / "stepped.yaml"
+    path.write_text(yaml.safe_dump({**TINY_RAW, "name": "stepped", "eval_every_steps": 20}))
+    result = invoke("train", str(path), "--out", str(root / "results"), "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    return root / "results" / "stepped"
+
+
+def test_compare_scores_a_step_evaluated_run_by_its_last_evaluations_and_says_so(stepped, trained):
+    data = joblib.load(stepped / "results.joblib")
+    assert data["eval_steps"].shape[1] >= 3
+    last = [row[~np.isnan(row)][-1] for row in data["eval_scores"]]
+    rows = csv_rows(invoke("compare", str(stepped), str(trained / "dqn"), "--format", "csv"))
+    assert [r["run"] for r in rows] == ["stepped", "dqn"]
+    assert [r["score_kind"] for r in rows] == ["step_eval", "episode_eval"]
+    assert [r["eval_every_steps"] for r in rows] == ["20", ""]
+    assert [r["final_of"] for r in rows] == ["1", "3"]  # the last evaluation; the last window (3) of scores
+    assert float(rows[0]["final"]) == pytest.approx(np.mean(last), abs=1e-4)
+    assert float(rows[0]["best"]) == np.nanmax(data["eval_scores"])
+    assert float(rows[1]["final"]) == pytest.approx(final_scores(joblib.load(trained / "dqn" / "results.joblib")["scores"], 3).mean(), abs=1e-4)
+    doc = json.loads(invoke("compare", str(stepped), str(trained / "dqn"), "--format", "json").stdout)
+    assert [(r["score_kind"], r["eval_every_steps"], r["final_of"]) for r in doc["runs"]] == [
+        ("step_eval", 20, 1), ("episode_eval", None, 3)]
+    two = csv_rows(invoke("compare", str(stepped), "--format", "csv", "--last", "2"))[0]
+    assert float(two["final"]) == pytest.approx(np.mean([row[~np.isnan(row)][-2:].mean() for row in data["eval_scores"]]), abs=1e-4)
+    table = invoke("compare", str(stepped), str(trained / "dqn"), "--wide")
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert "final = mean of each seed's last 3 scores (per-episode curves), each seed's last evaluation " \
+           "(curves evaluated every N env steps)" in " ".join(lines)
+    cells = {line.split()[0]: line.split() for line in lines if line.strip().startswith(("stepped ", "dqn "))}
+    assert cells["stepped"][2:5] == ["every", "20", "steps"] and cells["dqn"][2:4] == ["per", "episode"]
+
+
+def test_plot_of_mixed_runs_is_on_env_steps_one_line_each(stepped, trained, tmp_path):
+    from dqnrun.plots import learning_curves
+    from dqnrun.results import load_run
+
+    out = tmp_path / "mixed.png"
+    result = invoke("plot", str(stepped), str(trained / "dqn"), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "note" not in result.output and out.exists()
+    run = load_run(stepped)
+    fig, _ = learning_curves([run, load_run(trained / "dqn")], band="none")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "Env steps" and [line.get_label() for line in ax.lines] == ["stepped", "dqn"]
+    # Both seeds evaluated at 20, 40, ...: the grid is those steps and the line their mean.
+    n = min(np.isfinite(row).sum() for row in run.eval_steps)
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), run.eval_steps[0, :n])
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), run.eval_scores[:, :n].mean(axis=0))

@@ -186,3 +186,45 @@ def test_a_figure_with_no_curve_is_a_user_error_naming_why():
     run = dataclasses.replace(fake_run("short", n_episodes=30), window=40)
     with pytest.raises(UserError, match=r"^nothing to draw: short: 30 episodes, shorter than its window 40"):
         learning_curves([run])
+
+
+def step_run(name="stepped", root=".", **changes):
+    from tests_helpers import step_run_data
+
+    return run_from_data({**step_run_data(name), **changes}, Path(root) / name / "results.joblib")
+
+
+def test_a_step_evaluated_run_draws_the_mean_of_its_seeds_on_env_steps():
+    # Seed 1 evaluated at 100, 200, 300 (10, 20, 40); seed 2 at 150, 250 (30, 50). On the grid of
+    # every evaluation step, where both seeds have a value: 150 -> (15 + 30) / 2, 200 -> (20 + 40) / 2,
+    # 250 -> (30 + 50) / 2. Not smoothed; min and max are the two seeds'.
+    fig, notes = learning_curves([step_run()])
+    ax = fig.axes[0]
+    assert notes == [] and ax.get_xlabel() == "Env steps"
+    mean, high, low = ax.lines[:3]
+    np.testing.assert_array_equal(mean.get_xdata(), [150, 200, 250])
+    np.testing.assert_array_equal(mean.get_ydata(), [22.5, 30.0, 40.0])
+    np.testing.assert_array_equal(high.get_ydata(), [30, 40, 50])
+    np.testing.assert_array_equal(low.get_ydata(), [15, 20, 30])
+    assert ax.get_title() == "CartPole-v1, evaluated every N steps"
+
+
+def test_a_mixed_figure_puts_both_runs_on_env_steps_one_line_each():
+    per_episode, stepped = fake_run("dqn"), step_run()
+    fig, notes = learning_curves([per_episode, stepped], band="none")
+    ax = fig.axes[0]
+    assert notes == [] and ax.get_xlabel() == "Env steps"
+    assert [line.get_label() for line in ax.lines] == ["dqn", "stepped"]
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), [22.5, 30.0, 40.0])
+    assert ax.get_title() == "CartPole-v1, smoothed over 5 episodes, and evaluated every N steps (not smoothed)"
+    # Two step-evaluated runs share one grid: the other run's evaluation steps (175) are points of
+    # this one's curve too, interpolated.
+    other = step_run("other", eval_steps=np.array([[175.0, 275.0, np.nan], [175.0, 275.0, np.nan]]))
+    fig, _ = learning_curves([stepped, other], band="none")
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_xdata(), [150, 175, 200, 250])
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), [22.5, (17.5 + 35) / 2, 30.0, 40.0])
+    # On the episode axis a step-evaluated run has no curve: left out, saying why.
+    fig, notes = learning_curves([per_episode, stepped], x="episodes")
+    assert notes == ["stepped: evaluated every N env steps: its curve is drawn with --x steps (or auto)"]
+    with pytest.raises(UserError, match="nothing to draw: stepped: evaluated every N env steps"):
+        learning_curves([stepped], x="episodes")
