@@ -9,8 +9,65 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional
 
 import typer
+import typer.core
 
 from dqnrun.errors import Fault, UserError
+
+# Typer 0.29 (pinned in pyproject) runs on its own copy of click: its usage errors are that
+# copy's classes, not the click package's.
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+
+def _flags_without_metavar(params: list[Any]) -> list[Any]:
+    """Flags (--force, and click's and Typer's own --help, --install-completion) take no value:
+    their help shows none, instead of Typer's `<bool>`."""
+    for param in params:
+        if isinstance(param, typer.core.TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+def _usage_error(exc: Any, command: str) -> None:
+    """A click usage error (an unknown option or command, a missing argument, a value of the
+    wrong type) as one line and exit code 2, like every other user mistake, instead of Typer's
+    boxed panel. `command`: the command path, where the error does not know it."""
+    from dqnrun.console import error
+
+    if isinstance(exc, NoArgsIsHelpError):
+        raise exc  # `dqnrun` or `dqnrun config` alone: the help, as asked for
+    command = exc.ctx.command_path if exc.ctx is not None else command
+    problem = " ".join(exc.format_message().split()).rstrip(".")
+    error(f"{command}: {problem}; see `{command} --help`")
+    raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+class _OneLineUsageErrors:
+    """Usage errors of a command's own options and arguments (raised while its context is made)
+    and of the command names under a group (raised while it invokes them), in one line."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_metavar(super().get_params(ctx))  # type: ignore[misc]
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)  # type: ignore[misc]
+        except UsageError as exc:
+            _usage_error(exc, " ".join(filter(None, (parent.command_path if parent else "", info_name))))
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)  # type: ignore[misc]
+        except UsageError as exc:
+            _usage_error(exc, ctx.command_path)
+
+
+class _Command(_OneLineUsageErrors, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_OneLineUsageErrors, typer.core.TyperGroup):
+    pass
+
 
 class _Program(typer.Typer):
     """The Typer app; run as a program, it ends as soon as an interrupted command has said so:
@@ -33,6 +90,7 @@ class _Program(typer.Typer):
 
 
 app = _Program(
+    cls=_Group,
     name="dqnrun",
     help="Run value-based deep RL experiments: DQN, Double DQN, Prioritized Replay, Dueling.",
     no_args_is_help=True,
@@ -40,7 +98,7 @@ app = _Program(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
+config_app = typer.Typer(cls=_Group, help="Inspect configs.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 EXIT_FAULT = 1
@@ -780,6 +838,8 @@ def reflow(doc: str | None) -> str | None:
 for _typer in (app, config_app):
     for _info in _typer.registered_commands:
         _info.callback.__doc__ = reflow(_info.callback.__doc__)
+        if _info.cls in (None, typer.core.TyperCommand):
+            _info.cls = _Command
 
 
 def main() -> None:  # pragma: no cover
