@@ -641,7 +641,7 @@ def compare(
 def list_runs(
     root: Path = typer.Argument(Path("results"), metavar="[DIR]", help="Directory of runs (default: results)."),
 ) -> None:
-    """List saved runs: name, variant, environment, seeds, episodes, created, final score.
+    """List saved runs: name, variant, environment, seeds, episodes, created, final score, status.
 
     [b]Examples[/b]
 
@@ -651,12 +651,9 @@ def list_runs(
     """
     import math
 
-    from rich.table import Table
-
-    from dqnrun.console import console
+    from dqnrun.console import console, runs_table
     from dqnrun.results import RunDir, find_runs, load_run, read_progress
     from dqnrun.stats import summarize
-
     from dqnrun.sweep import is_sweep_dir, load_manifest
 
     if not root.is_dir():
@@ -665,33 +662,26 @@ def list_runs(
     sweeps = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".") and is_sweep_dir(p)]
     if not found and not sweeps:
         raise UserError(f"no runs under {root}/; train one with `dqnrun train configs/ddqn.yaml`")
-    from rich import box
-
-    table = Table(title=esc(root), title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("run", "variant", "env", "seeds", "episodes", "created", "final score", "status"):
-        table.add_column(col, justify="right" if col in ("seeds", "episodes", "final score") else "left")
-
-    def add_row(*cells: Any) -> None:  # names and messages come from files: printed literally
-        table.add_row(*(esc(c) for c in cells))
+    rows: list[tuple[str, ...]] = []
+    add_row = rows.append
 
     for path in found:
         if path.is_dir() and not RunDir(path).is_finished():
             try:
                 progress = read_progress(path)
             except UserError as exc:
-                add_row(path.name, "?", "?", "?", "?", "-", "-", f"unreadable: {exc}")
+                add_row((path.name, "?", "?", "?", "?", "-", "-", f"unreadable: {exc}"))
                 continue
             cfg = progress.config
             done = ", ".join(f"{seed}: {n}" for seed, n in progress.episodes_done.items())
             state = "training" if progress.is_live else "interrupted"
-            add_row(path.name, cfg.variant, cfg.env, str(len(cfg.seeds)), str(cfg.episodes), "-", "-",
-                          f"{state}: episodes done {done}"
-                          + ("" if progress.is_live else f" (dqnrun train --resume {path})"))
+            add_row((path.name, cfg.variant, cfg.env, str(len(cfg.seeds)), str(cfg.episodes), "-", "-",
+                     f"{state}: episodes done {done}" + ("" if progress.is_live else f" (dqnrun train --resume {path})")))
             continue
         try:
             run = load_run(path)
         except UserError as exc:
-            add_row(path.name, "?", "?", "?", "?", "-", "-", f"unreadable: {exc}")
+            add_row((path.name, "?", "?", "?", "?", "-", "-", f"unreadable: {exc}"))
             continue
         s = summarize(run, None)
         final = "-" if not math.isfinite(s.final_mean) else f"{s.final_mean:.1f}"
@@ -699,16 +689,20 @@ def list_runs(
         status = "lecture file" if run.is_lecture else (
             "complete" if all(x == "complete" for x in run.status)
             else ", ".join(f"{seed}: {x}" for seed, x in zip(run.seeds, run.status) if x != "complete"))
-        add_row(run.name, s.variant, s.env_id, "-" if s.n_seeds is None else str(s.n_seeds),
-                      str(s.episodes), created, final, status)
+        add_row((run.name, s.variant, s.env_id, "-" if s.n_seeds is None else str(s.n_seeds),
+                 str(s.episodes), created, final, status))
     for path in sweeps:  # a study: one row, its points listed by `dqnrun list` of its directory
         try:
             points = f"{len(load_manifest(path).points)} points"
         except UserError as exc:
-            add_row(f"{path.name}/", "sweep", "?", "?", "?", "-", "-", f"unreadable: {exc}")
+            add_row((f"{path.name}/", "sweep", "?", "?", "?", "-", "-", f"unreadable: {exc}"))
             continue
-        add_row(f"{path.name}/", "sweep", "-", "-", "-", "-", "-", f"{points}: dqnrun list {path}")
+        add_row((f"{path.name}/", "sweep", "-", "-", "-", "-", "-", f"{points}: dqnrun list {path}"))
+    table, hidden = runs_table(str(root), rows, console.width)
     console.print(table)
+    if hidden:
+        console.print(f"({', '.join(hidden)} left out to fit {console.width} columns; a wider terminal shows "
+                      f"{'them' if len(hidden) > 1 else 'it'})", soft_wrap=True, markup=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -216,6 +216,49 @@ def error(message: str) -> None:
     err_console.print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
 
 
+LIST_COLUMNS = ("run", "variant", "env", "seeds", "episodes", "created", "final", "status")
+
+
+def runs_table(title: str, rows: list[tuple[str, ...]], width: int) -> tuple[Table, list[str]]:
+    """`dqnrun list`'s table of `rows` (plain text, one cell per LIST_COLUMNS) for a terminal
+    `width` columns wide, and the columns it left out to fit.
+
+    Nothing is cut short. Where a row is wider than the terminal, the creation time, the
+    episodes and the seeds are left out, in that order, while the status would get fewer than
+    10 columns; then the status wraps, and then the widest of the run name, the variant and the
+    environment folds onto more lines, one column at a time."""
+    from rich import box
+    from rich.cells import cell_len
+
+    def table_width(columns: list[int]) -> int:  # a cell's padding (2) and the gap before it (1)
+        return sum(widths[i] + 3 for i in columns) + 1
+
+    widths = [max([cell_len(col), *(cell_len(row[i]) for row in rows)]) for i, col in enumerate(LIST_COLUMNS)]
+    status = LIST_COLUMNS.index("status")
+    min_status = min(widths[status], 10)
+    keep = list(range(len(LIST_COLUMNS)))
+    hidden = []
+    for name in ("created", "episodes", "seeds"):
+        if table_width([i for i in keep if i != status]) + min_status + 3 <= width:
+            break
+        keep.remove(LIST_COLUMNS.index(name))
+        hidden.append(name)
+    foldable = [status, *(LIST_COLUMNS.index(c) for c in ("run", "variant", "env"))]
+    floor = {i: min_status if i == status else 8 for i in foldable}
+    while table_width(keep) > width:  # the status first, then the widest name: a column at a time
+        wide = [i for i in foldable if widths[i] > floor[i]]
+        if not wide:
+            break
+        widths[status if status in wide else max(wide, key=lambda j: widths[j])] -= 1
+    table = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD)
+    for i in keep:
+        col = LIST_COLUMNS[i]
+        table.add_column(col, justify="right" if col in ("seeds", "episodes", "final") else "left",
+                         width=widths[i], overflow="fold")
+    for row in rows:  # names and messages come from files: Text, never markup
+        table.add_row(*(Text(row[i]) for i in keep))
+    return table, hidden
+
 
 @dataclass
 class PointRow:

@@ -70,3 +70,30 @@ def test_sweep_display_line_per_point_smooths_over_the_window_and_counts_finishe
     display.handle("a", SeedEnd(1, "complete"))
     display.handle("a", SeedEnd(2, "interrupted"))
     assert row.done == 2 and display.rows["b"].done == 0
+
+
+def test_runs_table_never_cuts_a_name_and_says_what_it_left_out():
+    from rich.console import Console
+
+    from dqnrun.console import runs_table
+
+    rows = [
+        ("dueling-per", "ddqn+dueling+per+polyak", "CartPole-v1", "5", "250", "2026-11-24 12:54", "334.0", "complete"),
+        ("lr0.0007-tau0.1", "dueling", "CartPole-v1", "5", "250", "-", "-",
+         "interrupted: episodes done 12: 0, 34: 0 (dqnrun train --resume results/study/lr0.0007-tau0.1)"),
+    ]
+    for width, hidden in ((80, ["created", "episodes", "seeds"]), (100, ["created"]), (220, [])):
+        table, left_out = runs_table("results", rows, width)
+        out = Console(width=width, record=True)
+        out.print(table)
+        text = out.export_text()
+        assert left_out == hidden
+        assert max(len(line) for line in text.splitlines()) <= width
+        assert "…" not in text
+        for name in ("dueling-per", "ddqn+dueling+per+polyak", "lr0.0007-tau0.1", "CartPole-v1", "334.0"):
+            assert name in text, (width, name)  # whole, on one line
+        assert "results/study/lr0.0007-tau0.1" in "".join(line.strip() for line in text.splitlines())
+    table, _ = runs_table("results", rows, 50)  # too narrow even so: names fold, never end in "…"
+    out = Console(width=50, record=True)
+    out.print(table)
+    assert "…" not in out.export_text()
