@@ -769,10 +769,13 @@ def evaluate(
     env_seed: int = typer.Option(0, help="Seed of the episodes' initial states (the same for every model)."),
     model: str = typer.Option("best", "--model", help="best (highest evaluation score while training) or final (end of training)."),
 ) -> None:
-    """Measure saved policies: greedy returns of each seed's model and their mean.
+    """Measure saved policies: greedy returns of each seed's model, their mean and a 95% CI.
 
     Beside each model's score when training saved it: a "best" model was picked on few
-    episodes, so its re-evaluated score is often lower.
+    episodes, so its re-evaluated score is often lower. The mean across seeds has a 95%
+    percentile bootstrap CI over seeds. What was measured is saved in the run directory as
+    evaluation-<model>.json (one seed's: evaluation-<model>-seed-<s>.json); an earlier, different
+    measurement there is kept as evaluation-<model>-2.json (-3, ...).
 
     [b]Examples[/b]
 
@@ -785,7 +788,7 @@ def evaluate(
 
     from dqnrun.console import console
     from dqnrun.results import MODEL_KINDS
-    from dqnrun.watch import MAX_EVALUATE, evaluate_policy, policies
+    from dqnrun.watch import MAX_EVALUATE, evaluate_policy, evaluation_record, policies, run_dir_of
 
     if episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {episodes}")
@@ -798,9 +801,10 @@ def evaluate(
     table = Table(box=box.SIMPLE_HEAD)
     for col in ("seed", "at training (episode)", "mean", "gap", "std", "min", "max"):
         table.add_column(col, justify="right")
-    means, saved = [], []
+    means, saved, measured = [], [], []
     for policy in loaded:
         returns = evaluate_policy(policy, episodes, env_seed)
+        measured.append((policy, returns))
         means.append(returns.mean())
         saved.append(policy.score)
         table.add_row(str(policy.seed), f"{policy.score:.1f} ({policy.episode})", f"{returns.mean():.1f}",
@@ -816,6 +820,15 @@ def evaluate(
     console.print(f"{esc(run)}: {model} model of each seed, {episodes} greedy episodes on {esc(loaded[0].env_id)} "
                   f"(initial states from --env-seed {env_seed}); 'at training' = its evaluation score when saved")
     console.print(table)
+    run_dir = run_dir_of(run)
+    doc = evaluation_record(run_dir, model, episodes, env_seed, measured)
+    across = doc["across_seeds"]
+    if across["ci_low"] is not None:
+        console.print(f"mean over {across['n_seeds']} seeds {across['mean']:.1f}, 95% CI "
+                      f"[{across['ci_low']:.1f}, {across['ci_high']:.1f}]: {across['method']}")
+    path, kept = write_output(run_dir.evaluation(model, seed), lambda: run_dir.save_evaluation(doc, model, seed))
+    console.print(f"saved [bold]{esc(path)}[/bold]" + (
+        f" (the earlier, different measurement there is kept as {esc(kept.name)})" if kept else ""))
 
 
 def reflow(doc: str | None) -> str | None:

@@ -11,6 +11,8 @@ A run directory `results/<name>/` holds:
     models/seed-<s>.pt        the best model (by evaluation score) of each seed
     models/seed-<s>-final.pt  the model at the end of training
     seeds/seed-<s>.joblib     a finished seed's raw results (assembled into results.joblib)
+    evaluation-<model>.json   what `dqnrun evaluate` measured of every seed's best (or final)
+                              model; evaluation-<model>-seed-<s>.json for one seed's
     checkpoints/seed-<s>.pt   an unfinished seed's resumable state
     tb/seed-<s>/              TensorBoard event files (with `logging.tensorboard`)
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import json
 import math
 import os
 import shutil
@@ -39,6 +42,8 @@ os.umask(_UMASK)
 
 RESULT_FORMAT = "dqnrun-run"
 MODEL_FORMAT = "dqnrun-model"
+EVALUATION_FORMAT = "dqnrun-evaluation"
+MAX_EVALUATION_BYTES = 16 << 20  # an evaluation file holds a few numbers per seed
 # Version of the results.joblib schema. 0: written before the key existed (dqnrun 0.1.0), same keys.
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.joblib"
@@ -154,6 +159,40 @@ class RunDir:
     def metrics(self, seed: int) -> Path:
         return self.path / "metrics" / f"seed-{seed}.csv"
 
+    def evaluation(self, which: str = "best", seed: int | None = None, copy: int = 1) -> Path:
+        """The file of `dqnrun evaluate`'s measurement of the `which` models (of one seed, if
+        given); `copy` k > 1 is the k-th earlier measurement kept beside it."""
+        self.model(0, which)  # checks `which`
+        stem = f"evaluation-{which}" + (f"-seed-{seed}" if seed is not None else "")
+        return self.path / (f"{stem}.json" if copy == 1 else f"{stem}-{copy}.json")
+
+    def save_evaluation(self, doc: dict[str, Any], which: str = "best", seed: int | None = None) -> tuple[Path, Path | None]:
+        """Write an evaluation atomically as `evaluation(which, seed)`; returns (its path, where
+        an earlier, different measurement was kept or None).
+
+        A file that holds the same measurement (every value equal but `created`) is replaced; any
+        other (other --episodes or --env-seed, other models, an unreadable file) is first renamed
+        to the first free `evaluation-<model>-<k>.json`, so no measurement is ever lost.
+        """
+        path = self.evaluation(which, seed)
+        kept = None
+        if path.exists() or path.is_symlink():
+            if not _same_measurement(path, doc):
+                k = 2
+                while self.evaluation(which, seed, k).exists() or self.evaluation(which, seed, k).is_symlink():
+                    k += 1
+                kept = self.evaluation(which, seed, k)
+                os.rename(path, kept)
+        write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        return path, kept
+
+    def read_evaluation(self, which: str = "best", seed: int | None = None) -> dict[str, Any] | None:
+        """The saved evaluation (None if there is none); a damaged or foreign one is a UserError."""
+        path = self.evaluation(which, seed)
+        if not path.exists() and not path.is_symlink():
+            return None
+        return _read_evaluation(path)
+
     def seed_result(self, seed: int) -> Path:
         return self.path / "seeds" / f"seed-{seed}.joblib"
 
@@ -253,6 +292,34 @@ class RunDir:
         if problem:
             raise _damaged(path, problem)
         return state
+
+
+def _read_evaluation(path: Path) -> dict[str, Any]:
+    from dqnrun.safeio import read_text
+
+    try:
+        doc = json.loads(read_text(path, "dqnrun evaluation", MAX_EVALUATION_BYTES))
+    except json.JSONDecodeError:
+        raise _damaged(path, "not JSON") from None
+    if not isinstance(doc, dict) or doc.get("format") != EVALUATION_FORMAT:
+        raise UserError(f"{path} is not a dqnrun evaluation file")
+    seeds, across = doc.get("seeds"), doc.get("across_seeds")
+    if not isinstance(seeds, list) or not all(isinstance(s, dict) for s in seeds) or not isinstance(across, dict):
+        raise _damaged(path, "no per-seed or across-seed measurement")
+    for key in ("mean", "ci_low", "ci_high"):
+        if across.get(key) is not None and type(across[key]) not in (int, float):
+            raise _damaged(path, f"across_seeds.{key} is not a number")
+    return doc
+
+
+def _same_measurement(path: Path, doc: dict[str, Any]) -> bool:
+    """True if `path` holds `doc`'s measurement: every value but `created` equal."""
+    try:
+        old = _read_evaluation(path)
+    except UserError:
+        return False
+    strip = lambda d: {k: v for k, v in d.items() if k != "created"}  # noqa: E731
+    return strip(old) == strip(json.loads(json.dumps(doc)))
 
 
 SEED_LISTS = ("scores", "train_returns", "steps", "epsilons", "losses")

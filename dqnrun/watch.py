@@ -16,7 +16,7 @@ from dqnrun import seeding
 from dqnrun.envs import make_env
 from dqnrun.errors import UserError
 from dqnrun.networks import NetworkSpec, QNetwork
-from dqnrun.results import MODEL_KINDS, RESULTS_FILE, RunDir, load_model_file
+from dqnrun.results import EVALUATION_FORMAT, MODEL_KINDS, RESULTS_FILE, RunDir, load_model_file
 from dqnrun.trainer import evaluate
 
 
@@ -191,6 +191,49 @@ def evaluate_policy(policy: Policy, episodes: int, env_seed: int = 0) -> np.ndar
     finally:
         for env in envs:
             env.close()
+
+
+EVALUATION_CI_METHOD = ("percentile bootstrap over seeds of the per-seed means, 10,000 resamples "
+                        "(scipy.stats.bootstrap, generator seed 0)")
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def evaluation_record(run_dir: RunDir, which: str, episodes: int, env_seed: int,
+                      measured: list[tuple[Policy, np.ndarray]]) -> dict:
+    """What `dqnrun evaluate` measured, as saved in `RunDir.evaluation`: per seed the returns'
+    mean, std (population, ddof 0), min and max over `episodes` greedy episodes from `env_seed`,
+    and across seeds the mean of the per-seed means with a 95% percentile bootstrap CI over seeds."""
+    from datetime import datetime, timezone
+
+    from dqnrun import __version__
+    from dqnrun.stats import bootstrap_ci
+
+    means = np.array([returns.mean() for _, returns in measured])
+    low, high = bootstrap_ci(means) if len(means) > 1 else (None, None)
+    return {
+        "format": EVALUATION_FORMAT,
+        "run": run_dir.name,
+        "model": which,
+        "env_id": measured[0][0].env_id,
+        "episodes": episodes,
+        "env_seed": env_seed,
+        "seeds": [{
+            "seed": policy.seed, "mean": float(returns.mean()), "std": float(returns.std()),
+            "min": float(returns.min()), "max": float(returns.max()), "episodes": len(returns), "env_seed": env_seed,
+            "model_file": policy.path.relative_to(run_dir.path).as_posix() if policy.path.is_relative_to(run_dir.path)
+            else policy.path.name,
+            "score_at_training": _finite(policy.score), "episode_at_training": policy.episode,
+        } for policy, returns in measured],
+        "across_seeds": {
+            "n_seeds": len(means), "mean": float(means.mean()), "ci_low": low, "ci_high": high, "confidence": 0.95,
+            "method": EVALUATION_CI_METHOD if len(means) > 1 else "one seed: no interval",
+        },
+        "dqnrun_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def episodes_of(policy: Policy, env, episodes: int, env_seed: int) -> Iterator[tuple[int, float, int, np.ndarray | None]]:

@@ -145,3 +145,25 @@ def test_metrics_file_resumes_after_the_checkpointed_episodes(tmp_path):
     f.close()
     assert read_metrics(path)["episode"].tolist() == [1, 2, 3, 4, 5, 6]
     assert read_metrics(path)["env_steps"].tolist()[:4] == [10, 20, 30, 41]
+
+
+def test_evaluation_files_are_named_by_the_run_directory_and_never_lost(tmp_path):
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.path.mkdir()
+    assert run_dir.evaluation().name == "evaluation-best.json"
+    assert run_dir.evaluation("final", seed=3).name == "evaluation-final-seed-3.json"
+    assert run_dir.evaluation("best", copy=2).name == "evaluation-best-2.json"
+    assert run_dir.read_evaluation() is None
+    doc = {"format": "dqnrun-evaluation", "seeds": [{"seed": 1, "mean": 2.0}], "across_seeds": {"mean": 2.0},
+           "created": "then"}
+    assert run_dir.save_evaluation(doc) == (run_dir.evaluation(), None)
+    assert run_dir.read_evaluation() == doc
+    assert run_dir.save_evaluation({**doc, "created": "now"}) == (run_dir.evaluation(), None)  # same numbers
+    run_dir.evaluation().write_text("not json")  # a damaged file is kept too, and named when read
+    with pytest.raises(UserError, match="evaluation-best.json: damaged: not JSON"):
+        run_dir.read_evaluation()
+    assert run_dir.save_evaluation(doc) == (run_dir.evaluation(), run_dir.evaluation(copy=2))
+    assert run_dir.evaluation(copy=2).read_text() == "not json"
+    run_dir.evaluation().write_text('{"format": "other"}')
+    with pytest.raises(UserError, match="is not a dqnrun evaluation file"):
+        run_dir.read_evaluation()

@@ -198,3 +198,11 @@ def episodic_run():
                                wall_time=np.array([1.0, 1.0]), status=("complete", "complete"),
                                diverged=("", ""), eval_steps=np.zeros((2, 0)), eval_scores=np.zeros((2, 0)),
                                env_id="CartPole-v1")
+
+
+def test_bootstrap_ci_is_the_percentile_bootstrap_by_hand():
+    # Resample the seeds with replacement (10,000 times, generator seed 0), take each resample's
+    # mean and read off the 2.5th and 97.5th percentiles.
+    values = np.array([469.3, 455.1, 480.2, 490.0, 470.5])
+    idx = np.random.default_rng(0).integers(0, len(values), (10_000, len(values)))
+    np.testing.assert_allclose(bootstrap_ci(values), np.percentile(values[idx].mean(axis=1), [2.5, 97.5]), rtol=1e-12)

@@ -104,3 +104,75 @@ def test_mp4_without_the_video_extra_says_how_to_get_it(chain_run, tmp_path, mon
     assert result.exit_code == 2 and "pip install 'dqnrun[video]'" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "x.mp4").exists()
+
+
+def naive_bootstrap_ci(values, reps=10_000, seed=0):
+    """The percentile bootstrap by hand: resample the seeds with replacement, take each
+    resample's mean, read off the 2.5th and 97.5th percentiles."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(values), (reps, len(values)))
+    return np.percentile(values[idx].mean(axis=1), [2.5, 97.5])
+
+
+def test_evaluate_saves_what_it_printed_with_a_bootstrap_ci_over_seeds(trained, tmp_path):
+    import json
+    import re
+    import shutil
+
+    import numpy as np
+
+    run = tmp_path / "dqn"
+    shutil.copytree(trained / "dqn", run)
+    result = runner.invoke(app, ["evaluate", str(run), "--episodes", "3", "--env-seed", "5"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    doc = json.loads((run / "evaluation-best.json").read_text())
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines() if line.strip()[:1].isalnum()}
+    assert doc["format"] == "dqnrun-evaluation" and doc["model"] == "best" and doc["env_id"] == "CartPole-v1"
+    assert (doc["episodes"], doc["env_seed"]) == (3, 5)
+    assert [s["seed"] for s in doc["seeds"]] == [3, 4]
+    for s in doc["seeds"]:
+        # seed, score when saved (episode), mean, gap, std, min, max: as printed
+        printed = rows[str(s["seed"])]
+        assert printed[3] == f"{s['mean']:.1f}" and printed[5] == f"{s['std']:.1f}"
+        assert (s["episodes"], s["env_seed"], s["model_file"]) == (3, 5, f"models/seed-{s['seed']}.pt")
+        assert s["min"] <= s["mean"] <= s["max"]
+    across = doc["across_seeds"]
+    means = [s["mean"] for s in doc["seeds"]]
+    assert across["n_seeds"] == 2 and across["mean"] == pytest.approx((means[0] + means[1]) / 2, abs=1e-12)
+    assert rows["all"][2] == f"{across['mean']:.1f}"
+    np.testing.assert_allclose([across["ci_low"], across["ci_high"]], naive_bootstrap_ci(means), rtol=1e-12)
+    assert "percentile bootstrap over seeds of the per-seed means" in across["method"]
+    line = re.search(r"mean over 2 seeds (\S+), 95% CI \[(\S+), (\S+)\]: percentile bootstrap over seeds", result.output)
+    assert line.groups() == tuple(f"{v:.1f}" for v in (across["mean"], across["ci_low"], across["ci_high"]))
+    from dqnrun import __version__
+
+    assert doc["dqnrun_version"] == __version__ and f"saved {run / 'evaluation-best.json'}" in result.output
+
+
+def test_evaluate_never_overwrites_a_different_measurement(chain_run):
+    import json
+
+    def evaluate(*args):
+        result = runner.invoke(app, ["evaluate", str(chain_run), *args], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    evaluate("-n", "3")
+    first = json.loads((chain_run / "evaluation-best.json").read_text())
+    # seeds 1 and 2 always return 10 and 0 (a deterministic chain): mean 5, CI from {0, 5, 10}
+    assert [s["mean"] for s in first["seeds"]] == [10.0, 0.0] and first["across_seeds"]["mean"] == 5.0
+    assert "kept" not in evaluate("-n", "3")  # the same measurement: replaced, nothing to keep
+    assert not (chain_run / "evaluation-best-2.json").exists()
+    output = evaluate("-n", "4")
+    assert "kept as evaluation-best-2.json" in output
+    assert json.loads((chain_run / "evaluation-best-2.json").read_text())["episodes"] == 3
+    assert json.loads((chain_run / "evaluation-best.json").read_text())["episodes"] == 4
+    evaluate("-n", "5")
+    assert json.loads((chain_run / "evaluation-best-3.json").read_text())["episodes"] == 4
+    # One seed's measurement has its own file, without a CI.
+    evaluate("--seed", "2", "-n", "3")
+    one = json.loads((chain_run / "evaluation-best-seed-2.json").read_text())
+    assert [s["seed"] for s in one["seeds"]] == [2] and one["across_seeds"]["ci_low"] is None
+    assert json.loads((chain_run / "evaluation-best.json").read_text())["episodes"] == 5
