@@ -141,21 +141,28 @@ def switches(config):
     return {name: getattr(config.agent, key) == on for name, (key, on) in COMPONENTS.items()}
 
 
-def test_ablation_configs_add_or_remove_exactly_one_component():
-    configs = {p.stem: load_config(p) for p in ABLATION.glob("*.yaml")}
+@pytest.mark.parametrize("folder, prefix", [("ablation", "abl-"), ("ablation-lunarlander", "abl-ll-")])
+def test_ablation_configs_add_or_remove_exactly_one_component(folder, prefix):
+    configs = {p.stem.removeprefix(prefix): load_config(p) for p in (CONFIGS / folder).glob("*.yaml")}
     assert len(configs) == 2 + 2 * len(COMPONENTS)
-    rainbow = load_config(CONFIGS / "rainbow.yaml")
-    assert configs["abl-rainbow"].agent == rainbow.agent and configs["abl-rainbow"].epsilon == rainbow.epsilon
-    assert not any(switches(configs["abl-dqn"]).values()) and all(switches(rainbow).values())
+    rainbow = configs["rainbow"]
+    if folder == "ablation":
+        shipped = load_config(CONFIGS / "rainbow.yaml")
+        assert rainbow.agent == shipped.agent and rainbow.epsilon == shipped.epsilon
+    assert not any(switches(configs["dqn"]).values()) and all(switches(rainbow).values())
     for name in COMPONENTS:
-        assert switches(configs[f"abl-dqn+{name}"]) == {n: n == name for n in COMPONENTS}
-        assert switches(configs[f"abl-rainbow-no-{name}"]) == {n: n != name for n in COMPONENTS}
-    # Everything but the six switches (and exploration, which NoisyNet replaces) is shared.
-    keys = {key for key, _ in COMPONENTS.values()}
+        assert switches(configs[f"dqn+{name}"]) == {n: n == name for n in COMPONENTS}
+        assert switches(configs[f"rainbow-no-{name}"]) == {n: n != name for n in COMPONENTS}
+    # Everything but the six switches (and exploration, which NoisyNet replaces, and the loss,
+    # which C51 replaces by its cross-entropy) is shared.
+    keys = {key for key, _ in COMPONENTS.values()} | {"loss"}
     shared = [{k: v for k, v in c.to_dict()["agent"].items() if k not in keys} for c in configs.values()]
     assert all(s == shared[0] for s in shared)
+    plain = {c.agent.loss for c in configs.values() if not c.agent.distributional}
+    assert len(plain) == 1
+    dqn_exploration = configs["dqn"].epsilon
     for c in configs.values():
-        assert (c.epsilon.max == 0.0) == c.agent.noisy
+        assert c.epsilon == (rainbow.epsilon if c.agent.noisy else dqn_exploration) and rainbow.epsilon.max == 0.0
         assert {k: v for k, v in c.to_dict().items() if k not in ("name", "variant", "agent", "epsilon")} == {
             k: v for k, v in rainbow.to_dict().items() if k not in ("name", "variant", "agent", "epsilon")}
 

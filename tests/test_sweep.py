@@ -243,10 +243,12 @@ def test_a_sweep_on_a_dask_cluster_gives_the_numbers_of_train_even_when_a_worker
     assert_points_equal(tmp_path / "study", trained)
 
 
-def test_the_shipped_ablation_sweep_is_the_ablation_configs():
+@pytest.mark.parametrize("sweep_file, folder, prefix", [("ablation-cartpole", "ablation", "abl-"),
+                                                        ("ablation-lunarlander", "ablation-lunarlander", "abl-ll-")])
+def test_the_shipped_ablation_sweeps_are_the_ablation_configs(sweep_file, folder, prefix):
     root = Path(__file__).parent.parent
-    sweep = load_sweep(root / "sweeps" / "ablation-cartpole.yaml")
-    configs = {p.stem.removeprefix("abl-"): p for p in (root / "configs" / "ablation").glob("*.yaml")}
+    sweep = load_sweep(root / "sweeps" / f"{sweep_file}.yaml")
+    configs = {p.stem.removeprefix(prefix): p for p in (root / "configs" / folder).glob("*.yaml")}
     assert sorted(p.name for p in sweep.points) == sorted(configs) and sweep.seeds == 14 * 5
     from dqnrun.config import load_config
 
