@@ -270,13 +270,20 @@ class PointRow:
     window: int
     done: int = 0
     progress: dict[int, int] = field(default_factory=dict)  # seed -> episodes done
-    scores: dict[int, list[float]] = field(default_factory=dict)
-    current: float = math.nan
+    scores: dict[int, list[float]] = field(default_factory=dict)  # seed -> scores seen by this display
+    best_scores: dict[int, float] = field(default_factory=dict)  # seed -> its best evaluation score
+    current: float = math.nan  # the mean over seeds of each one's last-window mean: moves with the schedule
     best: float = math.nan
+
+    def seed_smoothed(self, seed: int) -> float:
+        """The seed's last smoothed score (the mean of its last `window` scores), nan before a full window."""
+        recent = self.scores.get(seed, [])[-self.window:]
+        return sum(recent) / self.window if len(recent) == self.window else math.nan
 
     def handle(self, event: Event) -> None:
         if isinstance(event, EpisodeEnd):
             self.progress[event.seed] = event.episode
+            self.best_scores[event.seed] = event.best_score
             self.scores.setdefault(event.seed, []).append(event.score)
             recent = [sum(s[-self.window:]) / len(s[-self.window:]) for s in self.scores.values() if s]
             self.current = sum(recent) / len(recent)
@@ -332,6 +339,9 @@ class LiveSweep:
             self.live.update(self.display.render())
         elif isinstance(event, SeedEnd) and (event.status != "interrupted" or event.seed in self.display.rows[point].progress):
             row = self.display.rows[point]  # (a seed stopped before it began is not worth a line)
+            # The seed's own numbers: they do not depend on which seeds happened to run beside it.
+            smoothed = row.seed_smoothed(event.seed)
             self.out.print(f"{point}: seed {event.seed} {event.status} after {row.progress.get(event.seed, 0)} "
-                           f"episodes ({row.done}/{row.seeds} seeds done), smoothed score {fmt_score(row.current)}, "
-                           f"best {fmt_score(row.best)}")
+                           f"episodes" + ("" if math.isnan(smoothed) else f", smoothed score {fmt_score(smoothed)}")
+                           + f", best {fmt_score(row.best_scores.get(event.seed, math.nan))} "
+                           f"({row.done}/{row.seeds} seeds done)")

@@ -97,3 +97,32 @@ def test_runs_table_never_cuts_a_name_and_says_what_it_left_out():
     out = Console(width=50, record=True)
     out.print(table)
     assert "…" not in out.export_text()
+
+
+def test_sweep_line_per_finished_seed_reports_that_seeds_own_numbers_whatever_ran_beside_it():
+    import io
+
+    from rich.console import Console
+
+    from dqnrun.console import LiveSweep, PointRow, SweepDisplay
+    from dqnrun.smoothing import smooth
+    from dqnrun.trainer import EpisodeEnd, SeedEnd
+
+    def lines(order):  # the two seeds' episodes interleaved in the given order
+        out = io.StringIO()
+        display = SweepDisplay("sweep", [PointRow("a", seeds=2, episodes=5, window=3)])
+        runs = {1: [1.0, 2.0, 3.0, 4.0, 8.0], 2: [10.0, 20.0, 30.0, 40.0, 50.0]}
+        with LiveSweep(display, Console(file=out, width=200, force_terminal=False)) as live:
+            for seed in order:
+                episode = len(display.rows["a"].scores.get(seed, [])) + 1
+                scores = runs[seed][:episode]
+                live.handle("a", EpisodeEnd(seed, episode, 5, 10 * episode, scores[-1], max(scores), 1, 0.0, 0.5))
+                if episode == 5:
+                    live.handle("a", SeedEnd(seed, "complete"))
+        return sorted(line.rsplit(" (", 1)[0] for line in out.getvalue().splitlines())  # less "(k/2 seeds done)"
+
+    first = lines([1] * 5 + [2] * 5)
+    assert first == lines([2, 1] * 5) == lines([2] * 5 + [1] * 5)
+    seed1 = [line for line in first if "seed 1 " in line][0]
+    assert f"smoothed score {smooth([1, 2, 3, 4, 8], 3)[-1]:.1f}" in seed1 and "smoothed score 5.0" in seed1
+    assert "best 8.0" in seed1 and "seed 2 complete after 5 episodes, smoothed score 40.0, best 50.0" in first[1]
