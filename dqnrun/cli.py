@@ -368,17 +368,17 @@ def print_sweep(sweep: Any) -> None:
     table.add_column("point")
     for key in sweep.swept:
         table.add_column(key)
-    for col in ("variant", "seeds", "episodes"):
+    for col in ("variant", "seeds", "per seed"):
         table.add_column(col, justify="right" if col != "variant" else "left")
     for p in sweep.points:
         seeds = list(p.config.seeds)
         table.add_row(p.name, *(str(p.values.get(k, "-")) for k in sweep.swept), p.config.variant,
                       f"{len(seeds)} ({', '.join(map(str, seeds[:6]))}{', ...' if len(seeds) > 6 else ''})",
-                      str(p.config.episodes))
+                      b["per_seed"][p.name])
     console.print(table)
     steps = "unbounded env steps" if b["env_steps"] is None else f"at most {b['env_steps']:,} env steps"
-    console.print(f"{b['points']} points, {b['runs']} seed runs, {b['episodes']:,} episodes, {steps}; "
-                  f"nothing trained (--dry-run)")
+    episodes = f"{b['episodes']:,} episodes, " if b["episodes"] else ""  # of the points that episodes bound
+    console.print(f"{b['points']} points, {b['runs']} seed runs, {episodes}{steps}; nothing trained (--dry-run)")
 
 
 # ---------------------------------------------------------------------------------------------

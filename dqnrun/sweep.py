@@ -361,19 +361,24 @@ def budget(sweep: Sweep) -> dict[str, Any]:
 
     episodes = steps = 0
     bounded = True
+    per_point = {}  # point name -> its budget per seed, as words
     for p in sweep.points:
         c = p.config
         n = len(c.seeds)
-        episodes += n * c.episodes
         limit = env_info(c.env, c.env_kwargs, c.wrappers).max_episode_steps
-        per_seed = min(x for x in (c.max_steps, c.episodes * limit if limit else None) if x is not None) \
-            if (c.max_steps or limit) else None
+        by_episodes = c.episodes * limit if limit else None
+        if c.max_steps is not None and (by_episodes is None or c.max_steps < by_episodes):
+            per_point[p.name] = f"{c.max_steps:,} env steps"  # max_steps binds; episodes is only a bound
+        else:
+            per_point[p.name] = f"{c.episodes:,} episodes"
+            episodes += n * c.episodes
+        per_seed = min(x for x in (c.max_steps, by_episodes) if x is not None) if (c.max_steps or limit) else None
         if per_seed is None:
             bounded = False
         else:
             steps += n * per_seed
     return {"points": len(sweep.points), "runs": sweep.seeds, "episodes": episodes,
-            "env_steps": steps if bounded else None}
+            "env_steps": steps if bounded else None, "per_seed": per_point}
 
 
 def start_sweep(

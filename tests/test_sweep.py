@@ -96,6 +96,9 @@ def test_a_sweep_gives_each_point_the_numbers_of_train_and_compare_shows_swept_c
     again = invoke("sweep", root / "study.yaml", "--out", tmp_path, "--dry-run")
     assert again.exit_code == 0 and "4 points, 8 seed runs, 48 episodes, at most 24,000 env steps" in again.output
     assert not (tmp_path / "study-2").exists()  # a dry run writes nothing
+    bounded = invoke("sweep", root / "study.yaml", "--out", tmp_path, "--dry-run", "--set", "max_steps=100")
+    assert "100 env steps" in bounded.output and "6 episodes" not in bounded.output  # max_steps binds, not episodes
+    assert "4 points, 8 seed runs, at most 800 env steps" in bounded.output
     named = invoke("sweep", root / "study.yaml", "--out", tmp_path, "--seeds", "3", "--set", "episodes=2",
                    "--set", "window=1", "--jobs", "1")
     assert named.exit_code == 0, named.output
