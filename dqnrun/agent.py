@@ -240,6 +240,10 @@ class Agent:
     def sync_target(self) -> None:
         polyak_update(self._target_params, self._online_params, self.config.tau)
 
+    def online_state_dict(self) -> dict[str, torch.Tensor]:
+        """The online network's weights (what a saved model holds)."""
+        return self.online.state_dict()
+
     def state_dict(self) -> dict:
         return {
             "online": self.online.state_dict(),

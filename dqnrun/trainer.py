@@ -11,7 +11,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -23,7 +23,7 @@ from dqnrun.config import Config
 from dqnrun.envs import config_env, frame_stack_of, storage_dtype
 from dqnrun.errors import UserError
 from dqnrun.networks import NetworkSpec
-from dqnrun.replay import NStepAdder, make_replay
+from dqnrun.replay import Batch, NStepAdder, make_replay
 from dqnrun.schedules import epsilon_schedule, per_beta
 
 CHECKPOINT_FORMAT = "dqnrun-checkpoint"
@@ -124,6 +124,218 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], envs: list[gym.Env], se
     return returns
 
 
+class Learner(Protocol):
+    """What one seed's run needs of its networks: an `Agent`, or one seed's slot of a
+    `vector.StackedAgent`."""
+
+    def greedy(self, obs: np.ndarray) -> np.ndarray: ...
+
+    def online_state_dict(self) -> dict[str, torch.Tensor]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class SeedRun:
+    """One seed's state between env steps: its env, replay, n-step adder, random streams,
+    result so far, and the episode in progress. The learning itself (acting, updates, target
+    sync) is the caller's, so one loop drives one seed (`train_seed`) and another K seeds whose
+    networks are stacked (`group.train_group`), with the same per-seed arithmetic.
+
+    A driver calls, per episode: `start_episode`, then per env step `epsilon` (and acts),
+    `observe`, `sample` / `learned` `gradient_steps` times when `wants_update`, the target sync
+    when `sync_due`, `advance`; and `end_episode` once `episode_over`.
+    """
+
+    def __init__(self, config: Config, seed: int, spec: NetworkSpec, learner: Learner, rngs: seeding.Streams,
+                 device: str, emit: Callable[[Event], None], should_stop: Callable[[], bool],
+                 save_checkpoint: Callable[[dict[str, Any]], None] | None, resume: dict[str, Any] | None):
+        a = config.agent
+        self.config, self.seed, self.learner, self.rngs = config, seed, learner, rngs
+        self.emit, self.should_stop, self.save_checkpoint = emit, should_stop, save_checkpoint
+        self.device = torch.device(device)
+        e = config.epsilon
+        self._epsilon = epsilon_schedule(e.schedule, e.max, e.min, e.decay_steps)
+        self.env = config_env(config)
+        self.eval_envs = [config_env(config) for _ in range(config.eval_episodes)]
+        stack = frame_stack_of(self.env)
+        self.replay = make_replay(
+            a.memory_size, spec.obs_shape, rngs.replay, device,
+            prioritized=a.prioritized, alpha=config.per.alpha, eps=config.per.eps,
+            dtype=storage_dtype(spec.obs_dtype), frame_padding=stack.padding if stack else None,
+        )
+        self.adder = NStepAdder(self.replay, a.n_step, a.gamma)
+        self.result = SeedResult(seed=seed)
+        self.step = 0
+        if resume is not None:
+            self.result, self.step = restore(resume, config, seed, learner, self.replay, self.adder, rngs)
+        self.started = time.perf_counter() - self.result.wall_time
+        self.result.status = "running"
+        self.episode_over = False
+
+    def checkpoint(self) -> dict[str, Any]:
+        """A snapshot of the whole state, sharing no object with the running seed."""
+        rngs = self.rngs
+        return copy.deepcopy({
+            "format": CHECKPOINT_FORMAT,
+            "seed": self.seed,
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "episode": len(self.result.scores),
+            "agent": self.learner.state_dict(),
+            "replay": self.replay.state_dict(),
+            "adder": self.adder.state_dict(),
+            "rng": {
+                "explore": rngs.explore.bit_generator.state,
+                "env": rngs.env.bit_generator.state,
+                "evaluation": rngs.evaluation.bit_generator.state,
+            },
+            "result": self.result.to_state(),
+        })
+
+    def keep_if_best(self, score: float, number: int) -> None:
+        """Keep the online network if `score` beats every evaluation so far (episode `number`)."""
+        result = self.result
+        if score > result.best_score:
+            result.best_score = score
+            result.best_episode = number
+            result.best_state = {k: v.detach().cpu().clone() for k, v in self.learner.online_state_dict().items()}
+
+    def start_episode(self) -> bool:
+        """Reset the env for the next episode; False when the seed has none left."""
+        config = self.config
+        episode = len(self.result.scores)
+        if episode >= config.episodes or (config.max_steps is not None and self.step >= config.max_steps):
+            return False
+        self.run_progress = max(episode / config.episodes,
+                                self.step / config.max_steps if config.max_steps else 0.0)
+        self.obs, _ = self.env.reset(seed=seeding.env_seeds(self.rngs.env, 1)[0])
+        self.episode_return = 0.0
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.q_sum = torch.zeros((), device=self.device)
+        self.max_q = torch.zeros((), device=self.device)
+        self.beta = math.nan
+        self.updates = 0
+        self.evaluations: list[tuple[int, float]] = []
+        self.episode_over = False
+        return True
+
+    def epsilon(self) -> float:
+        self.eps = self._epsilon(self.step)
+        return self.eps
+
+    def observe(self, action: int) -> None:
+        """Step the env with `action` and store the transition; sets `wants_update`, `sync_due`."""
+        config, a, step = self.config, self.config.agent, self.step
+        next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        out_of_steps = config.max_steps is not None and step + 1 >= config.max_steps
+        # A time-limit truncation is not terminal: its target still bootstraps.
+        self.adder.add(self.obs, action, float(reward), next_obs, bool(terminated),
+                       episode_end=bool(terminated or truncated or out_of_steps))
+        self.episode_return += float(reward)
+        self.next_obs = next_obs
+        self.episode_over = bool(terminated or truncated or out_of_steps)
+        # Every `train_freq`-th env step, `gradient_steps` updates (1 and 1: the lecture's).
+        self.wants_update = len(self.replay) > a.memory_start_size and (step + 1) % a.train_freq == 0
+        if self.wants_update:
+            self.beta = (per_beta(config.per.beta, config.per.beta_end, step, config.per.beta_steps,
+                                  self.run_progress)
+                         if a.prioritized else 1.0)  # uniform replay has no importance weights
+        self.sync_due = step % a.target_update_steps == 0
+
+    def sample(self) -> Batch:
+        return self.replay.sample(self.config.agent.batch_size, self.beta)
+
+    def learned(self, batch: Batch, loss: torch.Tensor, td_errors: Callable[[], np.ndarray], mean_q: torch.Tensor,
+                max_q: torch.Tensor) -> None:
+        """What one update on `batch` learned: new priorities (`td_errors` is asked only for
+        prioritized replay), the episode's loss and Q sums."""
+        if self.config.agent.prioritized:
+            self.replay.update_priorities(batch.indices, td_errors())
+        self.loss_sum += loss
+        self.q_sum += mean_q
+        self.max_q = torch.maximum(self.max_q, max_q)
+        self.updates += 1
+
+    def advance(self) -> None:
+        """The env step is done (after its updates and target sync); evaluate if one is due."""
+        config = self.config
+        self.step += 1
+        self.obs = self.next_obs
+        if config.eval_every_steps is not None and self.step % config.eval_every_steps == 0:
+            seeds = seeding.env_seeds(self.rngs.evaluation, config.eval_episodes)
+            evaluated = float(evaluate(self.learner.greedy, self.eval_envs, seeds).mean())
+            self.result.eval_steps.append(self.step)
+            self.result.eval_scores.append(evaluated)
+            self.evaluations.append((self.step, evaluated))
+            self.keep_if_best(evaluated, len(self.result.scores) + 1)
+
+    def end_episode(self) -> str:
+        """Evaluate and record the episode that just ended, emit its event; then either go on
+        ("running"), or stop: "diverged" or "interrupted" (checkpointed) are final here,
+        "complete" once `complete` is called (when `start_episode` says no episode is left)."""
+        config, result, step = self.config, self.result, self.step
+        if not config.agent.prioritized:
+            self.beta = math.nan  # uniform replay has no importance weights
+        if config.eval_every_steps is not None:
+            score = self.episode_return  # the curve per episode; the evaluations have their own
+        elif config.eval_episodes:
+            seeds = seeding.env_seeds(self.rngs.evaluation, config.eval_episodes)
+            score = float(evaluate(self.learner.greedy, self.eval_envs, seeds).mean())
+        else:
+            score = self.episode_return
+        updates = self.updates
+        mean_loss = float(self.loss_sum) / updates if updates else math.nan
+        mean_q = float(self.q_sum) / updates if updates else math.nan
+        episode_max_q = float(self.max_q) if updates else math.nan
+        result.scores.append(score)
+        result.train_returns.append(self.episode_return)
+        result.steps.append(step)
+        result.epsilons.append(self.eps)
+        result.losses.append(mean_loss)
+        result.mean_qs.append(mean_q)
+        result.max_qs.append(episode_max_q)
+        result.betas.append(self.beta)
+        number = len(result.scores)
+        result.updates += updates
+        if config.eval_every_steps is None:
+            self.keep_if_best(score, number)
+        result.wall_time = time.perf_counter() - self.started
+        self.emit(EpisodeEnd(self.seed, number, config.episodes, step, score, result.best_score,
+                             result.best_episode, self.episode_return, self.eps, mean_loss, mean_q, episode_max_q,
+                             self.beta, result.wall_time, tuple(self.evaluations)))
+
+        if updates and not (math.isfinite(mean_loss) and math.isfinite(episode_max_q)):
+            result.status = "diverged"
+            result.diverged = f"episode {number}, step {step}"
+            self.emit(SeedEnd(self.seed, "diverged", f"loss or Q-value not finite at episode {number}, step {step}"))
+            return result.status
+        last = number == config.episodes or (config.max_steps is not None and step >= config.max_steps)
+        if not last and self.should_stop():
+            result.status = "interrupted"
+            if self.save_checkpoint is not None:
+                self.save_checkpoint(self.checkpoint())
+            self.emit(SeedEnd(self.seed, "interrupted", f"stopped after episode {number}"))
+            return result.status
+        if self.save_checkpoint is not None and config.checkpoint_every and not last and (
+            number % config.checkpoint_every == 0
+        ):
+            self.save_checkpoint(self.checkpoint())
+        return result.status
+
+    def complete(self) -> SeedResult:
+        self.result.status = "complete"
+        self.result.final_state = {k: v.detach().cpu().clone() for k, v in self.learner.online_state_dict().items()}
+        self.emit(SeedEnd(self.seed, "complete"))
+        return self.result
+
+    def close(self) -> None:
+        self.env.close()
+        for e in self.eval_envs:
+            e.close()
+
+
 def train_seed(
     config: Config,
     seed: int,
@@ -147,155 +359,30 @@ def train_seed(
     a = config.agent
     rngs = seeding.streams(seed)
     agent = Agent(spec, a, device, rngs.torch_seed, rngs.noise_seed)
-    e = config.epsilon
-    epsilon = epsilon_schedule(e.schedule, e.max, e.min, e.decay_steps)
-    env = config_env(config)
-    eval_envs = [config_env(config) for _ in range(config.eval_episodes)]
-    stack = frame_stack_of(env)
-    replay = make_replay(
-        a.memory_size, spec.obs_shape, rngs.replay, device,
-        prioritized=a.prioritized, alpha=config.per.alpha, eps=config.per.eps,
-        dtype=storage_dtype(spec.obs_dtype), frame_padding=stack.padding if stack else None,
-    )
-    adder = NStepAdder(replay, a.n_step, a.gamma)
-
-    result = SeedResult(seed=seed)
-    step = 0
-    if resume is not None:
-        result, step = restore(resume, config, seed, agent, replay, adder, rngs)
-
-    def checkpoint() -> dict[str, Any]:
-        """A snapshot of the whole state, sharing no object with the running seed."""
-        return copy.deepcopy({
-            "format": CHECKPOINT_FORMAT,
-            "seed": seed,
-            "config": config.to_dict(),
-            "step": step,
-            "episode": len(result.scores),
-            "agent": agent.state_dict(),
-            "replay": replay.state_dict(),
-            "adder": adder.state_dict(),
-            "rng": {
-                "explore": rngs.explore.bit_generator.state,
-                "env": rngs.env.bit_generator.state,
-                "evaluation": rngs.evaluation.bit_generator.state,
-            },
-            "result": result.to_state(),
-        })
-
-    def keep_if_best(score: float, number: int) -> None:
-        """Keep the online network if `score` beats every evaluation so far (episode `number`)."""
-        if score > result.best_score:
-            result.best_score = score
-            result.best_episode = number
-            result.best_state = {k: v.detach().cpu().clone() for k, v in agent.online.state_dict().items()}
-
-    started = time.perf_counter() - result.wall_time
-    result.status = "running"
+    run = None
     try:
-        for episode in range(len(result.scores), config.episodes):
-            if config.max_steps is not None and step >= config.max_steps:
-                break
-            run_progress = max(episode / config.episodes, step / config.max_steps if config.max_steps else 0.0)
-            obs, _ = env.reset(seed=seeding.env_seeds(rngs.env, 1)[0])
-            episode_return = 0.0
-            loss_sum = torch.zeros((), device=agent.device)
-            q_sum = torch.zeros((), device=agent.device)
-            max_q = torch.zeros((), device=agent.device)
-            beta = math.nan
-            updates = 0
-            evaluations = []
-            while True:
-                eps = epsilon(step)
-                action = agent.act(obs, eps, rngs.explore)
-                next_obs, reward, terminated, truncated, _ = env.step(action)
-                out_of_steps = config.max_steps is not None and step + 1 >= config.max_steps
-                # A time-limit truncation is not terminal: its target still bootstraps.
-                adder.add(obs, action, float(reward), next_obs, bool(terminated),
-                          episode_end=bool(terminated or truncated or out_of_steps))
-                episode_return += float(reward)
-                # Every `train_freq`-th env step, `gradient_steps` updates (1 and 1: the lecture's).
-                if len(replay) > a.memory_start_size and (step + 1) % a.train_freq == 0:
-                    beta = (per_beta(config.per.beta, config.per.beta_end, step, config.per.beta_steps, run_progress)
-                            if a.prioritized else 1.0)  # uniform replay has no importance weights
+        run = SeedRun(config, seed, spec, agent, rngs, device, emit, should_stop, save_checkpoint, resume)
+        while run.start_episode():
+            while not run.episode_over:
+                action = agent.act(run.obs, run.epsilon(), rngs.explore)
+                run.observe(action)
+                if run.wants_update:
                     for _ in range(a.gradient_steps):
-                        batch = replay.sample(a.batch_size, beta)
+                        batch = run.sample()
                         learned = agent.update(batch)
-                        if a.prioritized:
-                            replay.update_priorities(batch.indices, learned.td_errors.cpu().numpy())
-                        loss_sum += learned.loss
-                        q_sum += learned.mean_q
-                        max_q = torch.maximum(max_q, learned.max_q)
-                        updates += 1
-                if step % a.target_update_steps == 0:
+                        run.learned(batch, learned.loss, lambda: learned.td_errors.cpu().numpy(), learned.mean_q,
+                                    learned.max_q)
+                if run.sync_due:
                     agent.sync_target()
-                step += 1
-                obs = next_obs
-                if config.eval_every_steps is not None and step % config.eval_every_steps == 0:
-                    seeds = seeding.env_seeds(rngs.evaluation, config.eval_episodes)
-                    evaluated = float(evaluate(agent.greedy, eval_envs, seeds).mean())
-                    result.eval_steps.append(step)
-                    result.eval_scores.append(evaluated)
-                    evaluations.append((step, evaluated))
-                    keep_if_best(evaluated, len(result.scores) + 1)
-                if terminated or truncated or out_of_steps:
-                    break
-
-            if not a.prioritized:
-                beta = math.nan  # uniform replay has no importance weights
-            if config.eval_every_steps is not None:
-                score = episode_return  # the curve per episode; the evaluations have their own
-            elif config.eval_episodes:
-                seeds = seeding.env_seeds(rngs.evaluation, config.eval_episodes)
-                score = float(evaluate(agent.greedy, eval_envs, seeds).mean())
-            else:
-                score = episode_return
-            mean_loss = float(loss_sum) / updates if updates else math.nan
-            mean_q = float(q_sum) / updates if updates else math.nan
-            episode_max_q = float(max_q) if updates else math.nan
-            result.scores.append(score)
-            result.train_returns.append(episode_return)
-            result.steps.append(step)
-            result.epsilons.append(eps)
-            result.losses.append(mean_loss)
-            result.mean_qs.append(mean_q)
-            result.max_qs.append(episode_max_q)
-            result.betas.append(beta)
-            number = episode + 1
-            result.updates += updates
-            if config.eval_every_steps is None:
-                keep_if_best(score, number)
-            result.wall_time = time.perf_counter() - started
-            emit(EpisodeEnd(seed, number, config.episodes, step, score, result.best_score,
-                            result.best_episode, episode_return, eps, mean_loss, mean_q, episode_max_q,
-                            beta, result.wall_time, tuple(evaluations)))
-
-            if updates and not (math.isfinite(mean_loss) and math.isfinite(float(max_q))):
-                result.status = "diverged"
-                result.diverged = f"episode {number}, step {step}"
-                emit(SeedEnd(seed, "diverged", f"loss or Q-value not finite at episode {number}, step {step}"))
-                return result
-            last = number == config.episodes or (config.max_steps is not None and step >= config.max_steps)
-            if not last and should_stop():
-                result.status = "interrupted"
-                if save_checkpoint is not None:
-                    save_checkpoint(checkpoint())
-                emit(SeedEnd(seed, "interrupted", f"stopped after episode {number}"))
-                return result
-            if save_checkpoint is not None and config.checkpoint_every and not last and (
-                number % config.checkpoint_every == 0
-            ):
-                save_checkpoint(checkpoint())
+                run.advance()
+            if run.end_episode() != "running":
+                return run.result
+        return run.complete()
     finally:
         if config.speed.flush_denormal:
             torch.set_flush_denormal(False)
-        env.close()
-        for e in eval_envs:
-            e.close()
-    result.status = "complete"
-    result.final_state = {k: v.detach().cpu().clone() for k, v in agent.online.state_dict().items()}
-    emit(SeedEnd(seed, "complete"))
-    return result
+        if run is not None:
+            run.close()
 
 
 # ---------------------------------------------------------------------------------------------
