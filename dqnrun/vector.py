@@ -12,12 +12,19 @@ the initial weights, the exploration draws and the state dicts are exact, and `s
 `load_state_dicts` read and write each seed's state in `Agent.state_dict`'s format, so one
 seed's checkpoint is the same kind of thing in either mode. A seed whose numbers blow up does
 not touch the others: nothing mixes values across the seed axis.
+
+Seeds of one stack need not act or learn in step: `act`, `update` and `sync_target` take a mask
+of the seeds that do, and a seed left out keeps its weights, target and optimizer state (with
+its own step count) exactly. The others' numbers do not depend on it: every seed's arithmetic
+runs on its own slice, in kernels whose choice depends on the stack's shape only.
+`slot(k)` is seed k seen as one `Agent` (greedy actions, state dicts), which is what a
+`trainer.SeedRun` needs.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +33,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from dqnrun.agent import UpdateResult, polyak_update, td_loss, td_target
 from dqnrun.config import AgentConfig
 from dqnrun.networks import NetworkSpec, QNetwork, dueling_q
-from dqnrun.optim import OPTIMIZERS
+from dqnrun.optim import Adam, RMSprop
 from dqnrun.replay import Batch
 
 
@@ -70,7 +77,7 @@ class StackedAgent:
         # arithmetic at these sizes); any other trunk: vmap over functional_call.
         self._q = self._mlp_forward if spec.trunk == "mlp" and not buffers else vmap(self._forward)
         self._spec = spec
-        self.optimizer = OPTIMIZERS[config.optimizer](self.online, lr=config.learning_rate)
+        self.optimizer = STACKED_OPTIMIZERS[config.optimizer](self.online, config.learning_rate, self.k)
         self._n_step = config.n_step > 1
 
     def _forward(self, params: tuple[torch.Tensor, ...], obs: torch.Tensor) -> torch.Tensor:
@@ -103,29 +110,41 @@ class StackedAgent:
     @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions (K, B) for observations (K, B, *obs_shape)."""
-        x = torch.as_tensor(obs, device=self.device)
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         return self.q_values(x).argmax(dim=2).cpu().numpy()
 
-    def act(self, obs: np.ndarray, epsilons: Sequence[float], rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    @torch.no_grad()
+    def greedy_of(self, k: int, obs: np.ndarray) -> np.ndarray:
+        """Seed k's greedy actions (B,) for observations (B, *obs_shape), its network alone."""
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        return self._q(tuple(p[k:k + 1] for p in self.online), x[None])[0].argmax(dim=1).cpu().numpy()
+
+    def act(self, obs: np.ndarray, epsilons: Sequence[float], rngs: Sequence[np.random.Generator],
+            active: np.ndarray | None = None) -> np.ndarray:
         """Epsilon-greedy actions (K,) for one observation per seed (K, *obs_shape).
 
         Each seed draws from its own `rng` exactly as `Agent.act` does; one forward pass serves
-        every seed that acts greedily.
+        every seed that acts greedily. Seeds outside `active` draw nothing (their action: -1).
         """
         actions = np.full(self.k, -1, dtype=np.int64)
-        for i, (eps, rng) in enumerate(zip(epsilons, rngs)):
-            if rng.random() < eps:
-                actions[i] = int(rng.integers(self.n_actions))
-        greedy = actions < 0
+        acting = np.ones(self.k, dtype=bool) if active is None else active
+        for i in np.flatnonzero(acting):
+            if rngs[i].random() < epsilons[i]:
+                actions[i] = int(rngs[i].integers(self.n_actions))
+        greedy = acting & (actions < 0)
         if greedy.any():
             actions[greedy] = self.greedy(obs[:, None])[greedy, 0]
         return actions
 
-    def update(self, batch: Batch) -> UpdateResult:
+    def update(self, batch: Batch, active: np.ndarray | None = None) -> UpdateResult:
         """One gradient step for every seed on its own minibatch (`stack_batches`).
 
-        Returns each seed's loss, max |Q| and mean Q as (K,) tensors, its TD errors as (K, B).
+        Seeds outside `active` (a (K,) bool mask) keep their weights and optimizer state; their
+        rows of the batch may hold anything (zeros). Returns each seed's loss, max |Q| and mean
+        Q as (K,) tensors, its TD errors as (K, B).
         """
+        frozen = None if active is None or active.all() else np.flatnonzero(~active)
+        kept = self._snapshot(frozen) if frozen is not None else None
         c = self.config
         with torch.no_grad():
             next_q_target = self.q_values(batch.next_obs, target=True)
@@ -145,8 +164,25 @@ class StackedAgent:
 
         losses = vmap(loss_of, in_dims=(0, 0 if batch.weights is not None else None))(td_errors, batch.weights)
         self._step(losses.sum())  # seed k's parameters: the gradient of seed k's loss alone
+        if kept is not None:
+            self._restore(frozen, kept)
         q = q.detach()
         return UpdateResult(losses.detach(), td_errors.detach(), q.abs().amax(dim=1), q.mean(dim=1))
+
+    def _per_seed(self) -> list[torch.Tensor]:
+        """Every tensor an update changes, each with the seed axis first."""
+        return [*self.online, *(t for s in self.optimizer.state_list() for t in s.values())]
+
+    @torch.no_grad()
+    def _snapshot(self, seeds: np.ndarray) -> list[torch.Tensor]:
+        index = torch.as_tensor(seeds, device=self.device)
+        return [t.index_select(0, index) for t in self._per_seed()]
+
+    @torch.no_grad()
+    def _restore(self, seeds: np.ndarray, kept: list[torch.Tensor]) -> None:
+        index = torch.as_tensor(seeds, device=self.device)
+        for t, saved in zip(self._per_seed(), kept):
+            t.index_copy_(0, index, saved)
 
     def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad()
@@ -155,48 +191,156 @@ class StackedAgent:
             clip_grad_norm_per_seed(self.online, self.config.max_grad_norm)
         self.optimizer.step()
 
-    def sync_target(self) -> None:
-        polyak_update(self.target, self.online, self.config.tau)
+    @torch.no_grad()
+    def sync_target(self, active: np.ndarray | None = None) -> None:
+        """Polyak (or copy) for the seeds in `active` (all by default); the others keep theirs."""
+        if active is None or active.all():
+            polyak_update(self.target, self.online, self.config.tau)
+            return
+        index = torch.as_tensor(np.flatnonzero(active), device=self.device)
+        targets = [t.index_select(0, index) for t in self.target]
+        polyak_update(targets, [p.index_select(0, index) for p in self.online], self.config.tau)
+        for t, new in zip(self.target, targets):
+            t.index_copy_(0, index, new)
 
     # -- each seed's state, in `Agent.state_dict`'s format ------------------------------------
 
-    def state_dicts(self) -> list[dict]:
-        optimizer = self.optimizer.state_dict()
-        states = []
-        for k in range(self.k):
-            seed_optimizer = {
-                "state": {i: {name: value if name == "step" else value[k].clone() for name, value in s.items()}
-                          for i, s in optimizer["state"].items()},
-                "param_groups": copy.deepcopy(optimizer["param_groups"]),
-            }
-            states.append({
-                "online": {n: p[k].detach().clone() for n, p in zip(self._state_keys, self.online)},
-                "target": {n: p[k].clone() for n, p in zip(self._state_keys, self.target)},
-                "optimizer": seed_optimizer,
-            })
-        return states
+    def slot(self, k: int) -> "Slot":
+        return Slot(self, k)
+
+    def state_dict_of(self, k: int) -> dict:
+        """Seed k's `Agent.state_dict`: its weights, target and optimizer state (torch's format;
+        no optimizer state before its first update, as torch)."""
+        return {
+            "online": {n: p[k].detach().clone() for n, p in zip(self._state_keys, self.online)},
+            "target": {n: p[k].clone() for n, p in zip(self._state_keys, self.target)},
+            "optimizer": self.optimizer.state_dict_of(k),
+        }
 
     @torch.no_grad()
-    def load_state_dicts(self, states: Sequence[dict]) -> None:
-        """Load K `Agent.state_dict`s (or this class's `state_dicts`), one per seed, in order.
+    def load_state_dict_of(self, k: int, state: dict) -> None:
+        """Load an `Agent.state_dict` (or `state_dict_of`'s) into seed k; a mismatch raises."""
+        online, target = state["online"], state["target"]
+        if set(online) != set(self._state_keys) or set(target) != set(self._state_keys):
+            raise KeyError("the state's parameter names are not this network's")
+        for i, name in enumerate(self._state_keys):
+            self.online[i][k].copy_(online[name])  # RuntimeError on another shape
+            self.target[i][k].copy_(target[name])
+        self.optimizer.load_state_dict_of(k, state["optimizer"])
 
-        The seeds of one group update in step, so their optimizer step counts must agree."""
+    def state_dicts(self) -> list[dict]:
+        return [self.state_dict_of(k) for k in range(self.k)]
+
+    def load_state_dicts(self, states: Sequence[dict]) -> None:
+        """Load K `Agent.state_dict`s (or this class's `state_dicts`), one per seed, in order."""
         if len(states) != self.k:
             raise ValueError(f"{len(states)} states for {self.k} stacked seeds")
-        for i, name in enumerate(self._state_keys):
-            self.online[i].copy_(torch.stack([s["online"][name] for s in states]))
-            self.target[i].copy_(torch.stack([s["target"][name] for s in states]))
-        per_seed = [s["optimizer"] for s in states]
-        steps = {tuple(float(st["step"]) for st in o["state"].values()) for o in per_seed}
-        if len(steps) != 1:
-            raise ValueError("the stacked seeds' optimizers have taken different numbers of steps")
-        first = per_seed[0]
-        stacked = {
-            i: {name: value.clone() if name == "step" else torch.stack([o["state"][i][name] for o in per_seed])
-                for name, value in first["state"][i].items()}
-            for i in first["state"]
+        for k, state in enumerate(states):
+            self.load_state_dict_of(k, state)
+
+
+class Slot:
+    """Seed k of a `StackedAgent`, with the methods of an `Agent` a `trainer.SeedRun` uses."""
+
+    def __init__(self, stacked: StackedAgent, k: int):
+        self.stacked, self.k = stacked, k
+
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        return self.stacked.greedy_of(self.k, obs)
+
+    def online_state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p[self.k].detach() for n, p in zip(self.stacked._state_keys, self.stacked.online)}
+
+    def state_dict(self) -> dict:
+        return self.stacked.state_dict_of(self.k)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stacked.load_state_dict_of(self.k, state)
+
+
+# ---------------------------------------------------------------------------------------------
+# The optimizers of stacked parameters: dqnrun.optim's arithmetic (elementwise, so each seed's
+# slice evolves as it would alone) with a step count per seed, state made up front, and each
+# seed's state read and written in torch's one-network format.
+
+
+class _PerSeed:
+    """State for stacked parameters (K, *shape): made at once, "step" a (K,) tensor."""
+
+    STATE: tuple[str, ...]
+    params: list[torch.Tensor]
+    state: dict[torch.Tensor, dict[str, torch.Tensor]]
+
+    def _make_state(self, k: int) -> None:
+        device = self.params[0].device
+        self._one = torch.tensor(1.0, device=device)
+        for p in self.params:
+            self.state[p] = {"step": torch.zeros(k, dtype=torch.float32, device=device),
+                             **{name: torch.zeros_like(p) for name in self.STATE}}
+
+    def state_list(self) -> list[dict[str, torch.Tensor]]:
+        return [self.state[p] for p in self.params]
+
+    def state_dict_of(self, k: int) -> dict[str, Any]:
+        (group,) = self.param_groups  # type: ignore[attr-defined]
+        first = self.state[self.params[0]]
+        started = bool(first["step"][k] > 0)
+        return {
+            "state": {i: {name: value[k].clone() for name, value in self.state[p].items()}
+                      for i, p in enumerate(self.params)} if started else {},
+            "param_groups": [{**{n: v for n, v in group.items() if n != "params"},
+                              "params": list(range(len(self.params)))}],
         }
-        self.optimizer.load_state_dict({"state": stacked, "param_groups": copy.deepcopy(first["param_groups"])})
+
+    @torch.no_grad()
+    def load_state_dict_of(self, k: int, saved: dict[str, Any]) -> None:
+        (group,) = saved["param_groups"]
+        if len(group["params"]) != len(self.params):
+            raise ValueError("loaded state dict has a different number of parameters")
+        mine = self.param_groups[0]  # type: ignore[attr-defined]
+        if any(group.get(n) != v for n, v in mine.items() if n != "params"):
+            raise ValueError("the optimizer's settings differ from this run's")
+        for i, p in enumerate(self.params):
+            state = self.state[p]
+            values = saved["state"].get(i)
+            for name, t in state.items():
+                if values is None:
+                    t[k].zero_()
+                else:
+                    t[k].copy_(values[name].reshape(t[k].shape) if name == "step" else values[name])
+
+
+class StackedRMSprop(_PerSeed, RMSprop):
+    def __init__(self, params: Sequence[torch.Tensor], lr: float, k: int):
+        RMSprop.__init__(self, params, lr)
+        self._make_state(k)
+
+
+class StackedAdam(_PerSeed, Adam):
+    def __init__(self, params: Sequence[torch.Tensor], lr: float, k: int):
+        Adam.__init__(self, params, lr)
+        self._make_state(k)
+
+    def _update(self, group, params, grads, state):
+        """`optim.Adam`'s update with each seed's own step count t_k in the bias corrections
+        (Kingma & Ba 2015, Algorithm 1), computed on the device in float64, then float32."""
+        beta1, beta2 = group["betas"]
+        lr = group["lr"]
+        steps, exp_avgs, exp_avg_sqs = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        torch._foreach_add_(steps, self._one, alpha=1.0)
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+        t = steps[0].double()  # every parameter of a seed has taken the same steps
+        step_size = (-lr / (1 - beta1**t)).float()
+        bias_correction2_sqrt = ((1 - beta2**t) ** 0.5).float()
+        for p, m, v in zip(params, exp_avgs, exp_avg_sqs):
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            denom = (v.sqrt() / bias_correction2_sqrt.view(shape)).add_(group["eps"])
+            p.add_((m / denom) * step_size.view(shape))
+
+
+STACKED_OPTIMIZERS = {"rmsprop": StackedRMSprop, "adam": StackedAdam}
 
 
 @torch.no_grad()

@@ -154,3 +154,61 @@ def test_per_seed_clipping_is_torchs_clipping_for_each_seed():
         torch.testing.assert_close(norms[k], norm, **TOL)
         for p, s in zip(params, stacked):
             torch.testing.assert_close(s.grad[k], p.grad, **TOL)
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
+def test_masked_seeds_keep_their_state_and_the_others_learn_as_if_alone(optimizer):
+    # Seed 0 starts learning two updates after the others, seed 2 stops after four: each seed
+    # must end where an Agent that took only its own updates ends (Adam: its own step count).
+    agents, stacked = pair(optimizer=optimizer, max_grad_norm=1.0)
+    masked_twin = StackedAgent(NetworkSpec(1, 2, (16, 8), False), agents[0].config, "cpu", SEEDS)
+    rng = np.random.default_rng(3)
+    for step in range(8):
+        active = np.array([step >= 2, True, step < 4])
+        batches = [chain_batch(rng, 16, False, False) for _ in SEEDS]
+        before = stacked.state_dicts()
+        together = stacked.update(stack_batches(batches), active)
+        for k in np.flatnonzero(active):
+            learned = agents[k].update(batches[k])
+            torch.testing.assert_close(together.loss[k], learned.loss, **TOL)
+        after = stacked.state_dicts()
+        for k in np.flatnonzero(~active):  # bitwise untouched, optimizer state included
+            for which in ("online", "target"):
+                assert all(torch.equal(before[k][which][n], after[k][which][n]) for n in before[k][which])
+            for i, state in before[k]["optimizer"]["state"].items():
+                assert all(torch.equal(v, after[k]["optimizer"]["state"][i][n]) for n, v in state.items())
+            assert before[k]["optimizer"]["state"].keys() == after[k]["optimizer"]["state"].keys()
+        stacked.sync_target(active)
+        for k in np.flatnonzero(active):
+            agents[k].sync_target()
+        # An unmasked update of the same stack gives the active seeds bitwise the same numbers.
+        masked_twin.load_state_dicts(before)
+        masked_twin.update(stack_batches(batches))
+        for k in np.flatnonzero(active):
+            for n, v in masked_twin.state_dicts()[k]["online"].items():
+                assert torch.equal(v, after[k]["online"][n])
+    assert_same_networks(agents, stacked)
+    for agent, state in zip(agents, stacked.state_dicts()):
+        assert state["optimizer"]["state"][0]["step"] == agent.state_dict()["optimizer"]["state"][0]["step"]
+
+
+def test_a_seed_before_its_first_update_has_no_optimizer_state_like_an_agent():
+    agents, stacked = pair()
+    assert stacked.state_dict_of(1)["optimizer"] == {**agents[1].state_dict()["optimizer"], "state": {}}
+    stacked.update(stack_batches([chain_batch(np.random.default_rng(4), 16, False, False)] * 3),
+                   np.array([True, False, True]))
+    assert stacked.state_dict_of(1)["optimizer"]["state"] == {} and stacked.state_dict_of(0)["optimizer"]["state"]
+    stacked.load_state_dict_of(0, agents[0].state_dict())  # an agent that never learned: state cleared
+    assert stacked.state_dict_of(0)["optimizer"]["state"] == {}
+
+
+def test_a_slot_acts_and_saves_as_its_seeds_agent():
+    agents, stacked = pair()
+    obs = np.linspace(0, 1, 7, dtype=np.float32)[:, None]
+    for k, agent in enumerate(agents):
+        slot = stacked.slot(k)
+        np.testing.assert_array_equal(slot.greedy(obs), agent.greedy(obs))
+        assert all(torch.equal(v, agent.online.state_dict()[n]) for n, v in slot.online_state_dict().items())
+    with pytest.raises(RuntimeError):
+        wrong = Agent(NetworkSpec(1, 2, (16, 4), False), agents[0].config, "cpu", torch_seed=0)
+        stacked.slot(0).load_state_dict(wrong.state_dict())
