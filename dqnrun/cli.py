@@ -210,6 +210,8 @@ FORCE_OUTPUT_HELP = "Replace the output file if it exists (without it, an existi
 SCHEDULER_HELP = ("Run on a Dask cluster: its scheduler's address (tcp://HOST:8786), or local:N for N local "
                   "Dask worker processes. Needs pip install \"dqnrun\\[dask]\".")
 SET_HELP = "Override a config key, e.g. --set agent.learning_rate=0.0005 (repeatable; values are YAML)."
+VECTORIZE_HELP = ("Train K seeds in one process with stacked networks and batched updates (sets speed.vectorize; "
+                  "numbers may differ from K=1 in the last bits).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +233,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run directory from its checkpoints."),
     tensorboard: bool = typer.Option(False, "--tensorboard", metavar="", help="Write TensorBoard logs to RUN/tb/ (sets logging.tensorboard)."),
     scheduler: Optional[str] = typer.Option(None, help=SCHEDULER_HELP),
+    vectorize: Optional[int] = typer.Option(None, "--vectorize", metavar="K", help=VECTORIZE_HELP),
 ) -> None:
     """Train every seed of a config in parallel and save the run under results/.
 
@@ -242,15 +245,20 @@ def train(
 
       dqnrun train configs/ddqn.yaml --seeds 1-10 --scheduler tcp://10.0.0.5:8786
 
+      dqnrun train configs/ddqn.yaml --seeds 1-10 --vectorize 5
+
       dqnrun train --resume results/ddqn
     """
     from dqnrun import experiment
     from dqnrun.config import parse_seeds
     from dqnrun.console import LiveTraining, TrainingDisplay, console, seed_summary
 
-    if resume is not None and (config_path is not None or set_ or seeds or episodes or name or force or tensorboard):
+    if resume is not None and (config_path is not None or set_ or seeds or episodes or name or force or tensorboard
+                               or vectorize is not None):
         raise UserError("--resume takes only the run directory (and --jobs/--device): the run keeps its config")
     overrides = list(set_)
+    if vectorize is not None:
+        overrides.append(f"speed.vectorize={vectorize}")
     if seeds is not None:
         overrides.append(f"seeds=[{', '.join(map(str, parse_seeds(seeds)))}]")
     if episodes is not None:
@@ -302,6 +310,7 @@ def sweep(
     name: Optional[str] = typer.Option(None, help="Sweep directory name (default: the sweep's `name`)."),
     force: bool = typer.Option(False, "--force", metavar="", help="Replace an existing sweep of the same name."),
     resume: Optional[Path] = typer.Option(None, help="Continue an interrupted sweep directory; finished points and seeds are kept."),
+    vectorize: Optional[int] = typer.Option(None, "--vectorize", metavar="K", help=VECTORIZE_HELP + " Applies to every point."),
 ) -> None:
     """Run a study: every point of a sweep file, with its seeds, in one pool of workers.
 
@@ -323,9 +332,12 @@ def sweep(
     from dqnrun.console import LiveSweep, PointRow, SweepDisplay, console
 
     seed_list = parse_seeds(seeds) if seeds is not None else None
-    if resume is not None and (sweep_path is not None or set_ or seeds or name or force or dry_run):
+    if resume is not None and (sweep_path is not None or set_ or seeds or name or force or dry_run
+                               or vectorize is not None):
         raise UserError("--resume takes only the sweep directory (and --jobs/--scheduler/--device): "
                         "its points keep their configs")
+    if vectorize is not None:
+        set_ = [*set_, f"speed.vectorize={vectorize}"]
     if dry_run:
         if sweep_path is None:
             raise UserError("missing SWEEP: e.g. `dqnrun sweep sweeps/lecture.yaml --dry-run`")

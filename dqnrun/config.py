@@ -94,6 +94,10 @@ class SpeedConfig:
         "flush denormal floats to zero on the CPU: faster RMSprop once parts of its running average decay "
         "towards zero, but the numbers differ from a run without it", False,
     )
+    vectorize: int = _doc(
+        "train K seeds in one process with stacked networks and batched updates (groups of K consecutive "
+        "seeds); 1 = one seed per process. Numbers may differ from 1 in the last bits", 1,
+    )
 
 
 @dataclass(frozen=True)
@@ -508,6 +512,14 @@ def _validate(c: Config, source: str) -> None:
         (c.network.cnn in CNN_STACKS,
          f"network.cnn {c.network.cnn!r} is unknown{_did_you_mean(c.network.cnn, CNN_STACKS)} "
          f"(one of: {', '.join(CNN_STACKS)})"),
+    ]
+    v = c.speed.vectorize
+    rules += [
+        (v >= 1, f"speed.vectorize must be >= 1 (1 = one seed per process), got {v}"),
+        (v <= MAX_SEEDS, f"speed.vectorize must be <= {MAX_SEEDS:,}, got {v:,}"),
+        (v == 1 or not (a.noisy or a.distributional),
+         f"speed.vectorize {v} does not support agent.{'noisy' if a.noisy else 'distributional'} yet; "
+         "set speed.vectorize: 1"),
     ]
     for ok, message in rules:
         if not ok:

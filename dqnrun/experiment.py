@@ -181,9 +181,11 @@ def run_many(
 
     chains = []
     for run in runs:
+        groups = seed_groups(run.config)
         for seed in run.seeds:
             chain = workers.Chain((run, seed), run.config, run.spec, seed, device,
-                                  read_checkpoint(RunDir(run.run_dir).checkpoint(seed)))
+                                  read_checkpoint(RunDir(run.run_dir).checkpoint(seed)),
+                                  group=workers.Group(id(run), groups[seed]) if run.config.speed.vectorize > 1 else None)
             if chain.checkpoint is not None:  # its events so far are in the checkpoint
                 chain.delivered = int(decode_checkpoint(chain.checkpoint)["episode"])
             chains.append(chain)
@@ -194,6 +196,20 @@ def run_many(
 
     return workers.run_chains(chains, lambda chain, event: on_event(chain.key[0], event), on_chunk,
                               jobs=jobs, scheduler=scheduler)
+
+
+def seed_groups(config: Config) -> dict[int, tuple[int, ...]]:
+    """Each seed's group: K (`speed.vectorize`) consecutive seeds of the config's seed list,
+    the last group possibly smaller. With K = 1 every seed is its own group."""
+    k = config.speed.vectorize
+    seeds = list(config.seeds)
+    return {s: tuple(seeds[i:i + k]) for i in range(0, len(seeds), k) for s in seeds[i:i + k]}
+
+
+def work_units(config: Config, seeds: Sequence[int]) -> int:
+    """How many tasks can run at once for `seeds` of a run: seeds, or groups of seeds."""
+    groups = seed_groups(config)
+    return len({groups[s] for s in seeds})
 
 
 def run_seeds(
@@ -227,7 +243,8 @@ def plan(config: Config, jobs: int | None = None) -> NetworkSpec:
     trunk = choose_trunk(config.network.type, config.network.cnn, info.obs_shape, config.env)
     need = replay_bytes(config.agent.memory_size, info.obs_shape, config.agent.prioritized,
                         storage_dtype(info.obs_dtype), frame_stack=info.frame_stack is not None)
-    at_once = min(len(config.seeds), jobs or default_jobs(len(config.seeds)))
+    units = work_units(config, config.seeds)
+    at_once = min(len(config.seeds), (jobs or default_jobs(units)) * config.speed.vectorize)
     try:
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not on every platform
@@ -236,6 +253,7 @@ def plan(config: Config, jobs: int | None = None) -> NetworkSpec:
         raise UserError(
             f"the replay memory needs {need / 2**30:.1f} GiB per seed, {at_once} at once, and only "
             f"{available / 2**30:.1f} GiB is free; lower agent.memory_size or --jobs"
+            + (" or speed.vectorize" if config.speed.vectorize > 1 else "")
         )
     spec = NetworkSpec(info.obs_dim, info.n_actions, config.network.hidden, config.agent.dueling,
                        info.obs_shape, info.obs_dtype, trunk).with_head(config.agent)
@@ -479,7 +497,8 @@ def start_run(
         notes.append(f"note: window {cfg.window} is longer than {cfg.episodes} episodes; "
                      f"curves are smoothed over {cfg.smoothing_window} (recorded in the results)")
     todo = files.pending_seeds(cfg.seeds)
-    n_jobs = max(1, min(jobs or default_jobs(len(todo)), len(todo) or 1))
+    units = work_units(cfg, todo)
+    n_jobs = max(1, min(jobs or default_jobs(units), units or 1))
     return RunPlan(files.path, cfg, spec, dev, n_jobs, todo, resumed_from, checkpoints, notes, use_tb, scheduler)
 
 

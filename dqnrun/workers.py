@@ -1,6 +1,7 @@
 """Where chunks run: local worker processes or a Dask cluster; the client loop, signals, faults.
 
-The client (this process) hands out chunk tasks (`chunks.run_chunk`), takes their results as
+The client (this process) hands out chunk tasks (`chunks.run_task`: one seed's chunk, or with
+`speed.vectorize` one chunk of a group of seeds trained together), takes their results as
 they complete, has the caller write every file, and hands out each seed's next chunk. Workers
 write nothing. Workers stream their events as they happen (Dask through a distributed.Queue,
 and with each chunk's result too). Ctrl-C or SIGTERM stops handing out chunks and asks the running ones
@@ -22,9 +23,9 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from dqnrun.chunks import ChunkResult, ChunkTask, run_chunk
+from dqnrun.chunks import ChunkResult, ChunkTask, GroupTask, run_task
 from dqnrun.config import Config
 from dqnrun.errors import Fault, UserError
 from dqnrun.networks import NetworkSpec
@@ -44,6 +45,15 @@ class WorkerFault(Fault):
     """A fault outside the user's control (workers dying, the scheduler gone); one line."""
 
 
+@dataclass(frozen=True)
+class Group:
+    """Seeds of one run trained together in one process (`speed.vectorize`): `run` names the
+    run (any hashable), `seeds` are the group's seeds in the config's order."""
+
+    run: Any
+    seeds: tuple[int, ...]
+
+
 @dataclass
 class Chain:
     """One seed of one run as the client sees it: the next task's inputs and what it delivered."""
@@ -57,9 +67,25 @@ class Chain:
     delivered: int = 0  # episodes whose events were delivered
     ended: bool = False  # its SeedEnd was delivered
     losses: int = 0  # chunks lost with their worker
+    group: Group | None = None  # chains of one group run as one task; None: alone
 
     def task(self) -> ChunkTask:
         return ChunkTask(self.config, self.seed, self.spec, self.device, self.checkpoint)
+
+
+def units(chains: list[Chain]) -> list[list[Chain]]:
+    """The chains as units of work, in order: a chain alone, or the chains of one group."""
+    grouped: dict[Any, list[Chain]] = {}
+    for i, chain in enumerate(chains):
+        grouped.setdefault(i if chain.group is None else chain.group, []).append(chain)
+    return list(grouped.values())
+
+
+def unit_task(unit: list[Chain]) -> ChunkTask | GroupTask:
+    first = unit[0]
+    if first.group is None:
+        return first.task()
+    return GroupTask(first.config, first.group.seeds, first.spec, first.device, {c.seed: c.checkpoint for c in unit})
 
 
 def run_chains(
@@ -79,9 +105,9 @@ def run_chains(
     """
     if not chains:
         return True
-    pool: LocalPool | DaskPool = DaskPool(scheduler) if scheduler else LocalPool(min(jobs, len(chains)), in_process)
-    ready = deque(chains)
-    running: dict[int, Chain] = {}
+    ready = deque(units(chains))
+    pool: LocalPool | DaskPool = DaskPool(scheduler) if scheduler else LocalPool(min(jobs, len(ready)), in_process)
+    running: dict[int, list[Chain]] = {}
     tokens = itertools.count()
 
     paces: dict[int, float] = {}  # chain -> its seconds per episode so far
@@ -106,34 +132,42 @@ def run_chains(
                 ready.clear()
                 pool.stop()
             if not stopping:
-                pool.grow(len(ready), waiting_seconds(ready, paces))
+                pool.grow(len(ready), waiting_seconds([c for unit in ready for c in unit], paces))
             while ready and not stopping and pool.free() > 0:
-                chain = ready.popleft()
+                unit = ready.popleft()
                 token = next(tokens)
-                running[token] = chain
-                pool.submit(token, chain.task())
+                running[token] = unit
+                pool.submit(token, unit_task(unit))
             for kind, token, payload in pool.poll(0.1):
-                chain = running.get(token)
-                if chain is None:
+                unit = running.get(token)
+                if unit is None:
                     continue
+                by_seed = {c.seed: c for c in unit}
                 if kind == "event":
-                    deliver(chain, payload)
+                    deliver(by_seed[payload.seed], payload)
                 elif kind == "done":
                     del running[token]
-                    for event in payload.events:
-                        deliver(chain, event)
-                    on_chunk(chain, payload)
-                    chain.checkpoint = payload.checkpoint
-                    if payload.status == "checkpoint" and not stopping:
-                        ready.appendleft(chain)  # depth first: finished seeds appear early
+                    going_on = []
+                    for chunk in payload:  # one result per seed of the unit
+                        chain = by_seed[chunk.seed]
+                        for event in chunk.events:
+                            deliver(chain, event)
+                        on_chunk(chain, chunk)
+                        chain.checkpoint = chunk.checkpoint
+                        if chunk.status == "checkpoint":
+                            going_on.append(chain)
+                    if going_on and not stopping:
+                        ready.appendleft(going_on)  # depth first: finished seeds appear early
                 elif kind == "lost":
                     del running[token]
+                    chain = unit[0]
                     chain.losses += 1
                     if chain.losses >= MAX_LOSSES:
-                        raise WorkerFault(f"a worker died {chain.losses} times while training seed {chain.seed} "
+                        raise WorkerFault(f"a worker died {chain.losses} times while training seed "
+                                          f"{', '.join(str(c.seed) for c in unit)} "
                                           "(out of memory?); finished seeds and checkpoints are kept")
                     if not stopping:
-                        ready.appendleft(chain)
+                        ready.appendleft(unit)
                 else:  # "error": the chunk raised
                     exc, remote = payload
                     if not isinstance(exc, UserError):
@@ -145,7 +179,7 @@ def run_chains(
     return not stopping
 
 
-def waiting_seconds(ready: deque[Chain], paces: dict[int, float]) -> float | None:
+def waiting_seconds(ready: Iterable[Chain], paces: dict[int, float]) -> float | None:
     """The training time the waiting chains still need, at the mean pace so far (None: no
     episode has ended yet). Episodes get longer as agents learn: this is a lower bound."""
     if not paces:
@@ -227,9 +261,10 @@ def serve(conn: Connection) -> None:
             return stopped
 
         try:
-            result = run_chunk(task, emit=lambda event: conn.send(("event", token, event)), should_stop=should_stop)
-            result.events = []  # already streamed, in order, on this pipe
-            conn.send(("done", token, result))
+            results = run_task(task, emit=lambda event: conn.send(("event", token, event)), should_stop=should_stop)
+            for result in results:
+                result.events = []  # already streamed, in order, on this pipe
+            conn.send(("done", token, results))
         except BaseException as exc:  # noqa: BLE001 - the client decides what it means
             remote = traceback.format_exc()
             try:
@@ -336,7 +371,7 @@ class LocalPool:
     def free(self) -> int:
         return sum(1 for s in self.slots if s.ready and s.token is None)
 
-    def submit(self, token: int, task: ChunkTask) -> None:
+    def submit(self, token: int, task: ChunkTask | GroupTask) -> None:
         slot = next(s for s in self.slots if s.ready and s.token is None)
         slot.token = token
         slot.conn.send(("task", token, task))
@@ -387,7 +422,7 @@ class LocalPool:
 # a distributed.Queue and come back with each chunk's result as well.
 
 
-def dask_chunk(task: ChunkTask, token: int, names: tuple[str, str]) -> ChunkResult:
+def dask_chunk(task: ChunkTask | GroupTask, token: int, names: tuple[str, str]) -> list[ChunkResult]:
     """A chunk on a Dask worker. Its events go to the client live through a distributed.Queue
     (best effort: they also come back with the result, which is what counts)."""
     from distributed import Event as DaskEvent
@@ -411,7 +446,7 @@ def dask_chunk(task: ChunkTask, token: int, names: tuple[str, str]) -> ChunkResu
             except Exception:  # noqa: BLE001 - the display can wait for the chunk's end
                 live[0] = False
 
-    return run_chunk(task, emit=emit, should_stop=should_stop)
+    return run_task(task, emit=emit, should_stop=should_stop)
 
 
 def import_distributed() -> Any:
@@ -508,9 +543,9 @@ class DaskPool:
             self.threads = max(1, sum(self.client.nthreads().values()))
         return self.threads - len(self.futures)
 
-    def submit(self, token: int, task: ChunkTask) -> None:
+    def submit(self, token: int, task: ChunkTask | GroupTask) -> None:
         self.futures[token] = self.client.submit(dask_chunk, task, token, self.names, pure=False,
-                                                 key=f"dqnrun-chunk-{task.seed}-{uuid.uuid4().hex}")
+                                                 key=f"dqnrun-chunk-{task.label}-{uuid.uuid4().hex}")
 
     def stop(self) -> None:
         self.flag.set()
