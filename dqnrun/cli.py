@@ -586,7 +586,9 @@ def compare(
     probability of improvement is over a baseline run (--baseline, default the first). Runs on
     several environments also get an aggregate per variant over normalised scores (0 = a random
     policy, 1 = the reward threshold): IQM with a stratified bootstrap CI and, with --profile, a
-    performance profile (Agarwal et al. 2021).
+    performance profile (Agarwal et al. 2021). A run trained with eval_every_steps is scored by
+    its evaluations (the last one per seed by default), and a curve column says which curve each
+    row uses; a run that dqnrun evaluate has measured shows that measurement too.
 
     [b]Examples[/b]
 

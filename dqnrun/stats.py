@@ -115,6 +115,10 @@ class Summary:
     eval_every: int | None = None  # eval_every_steps of a step-evaluated run
     last: int = 0  # scores (or evaluations) per seed averaged into the final score
     max_step: float | None = None  # a step-evaluated run compared up to this env step
+    # `dqnrun evaluate`'s saved measurement of the best models: mean over seeds, its CI, episodes per seed
+    evaluated: float = math.nan
+    evaluated_ci: tuple[float | None, float | None] = (None, None)
+    evaluated_episodes: int | None = None
 
     @property
     def reached(self) -> int | None:
@@ -579,6 +583,8 @@ def compare_runs(runs: Sequence[Run], last: int | None = None, baseline: int = 0
                          f"{length} episodes compared; nothing to show")
         if run.is_lecture:
             row.env_id = env_of[i] if len(known) == 1 else "?"
+        else:
+            add_evaluation(row, run, notes)
         rows.append(row)
     base = rows[baseline] if rows else None
     if base is not None and base.final_per_seed is not None:
@@ -593,6 +599,25 @@ def compare_runs(runs: Sequence[Run], last: int | None = None, baseline: int = 0
         normalisation, aggregates = aggregate_over_envs(rows, runs, norms or {}, notes)
     return Comparison(rows, baseline if base is not None and base.final_per_seed is not None else None,
                       aggregates, normalisation, notes)
+
+
+def add_evaluation(row: Summary, run: Run, notes: list[str]) -> None:
+    """Fill in the run's saved `dqnrun evaluate` measurement of its best models, if it has one."""
+    from dqnrun.errors import UserError
+    from dqnrun.results import RunDir
+
+    try:
+        doc = RunDir(run.run_dir).read_evaluation("best")
+    except UserError as exc:
+        notes.append(f"{row.name}: its evaluation file is not used: {exc}")
+        return
+    if doc is None:
+        return
+    across = doc["across_seeds"]
+    episodes = doc.get("episodes")
+    row.evaluated = float(across["mean"]) if across.get("mean") is not None else math.nan
+    row.evaluated_ci = (across.get("ci_low"), across.get("ci_high"))
+    row.evaluated_episodes = episodes if isinstance(episodes, int) and not isinstance(episodes, bool) else None
 
 
 def aggregate_over_envs(rows: list[Summary], runs: Sequence[Run], norms: Mapping[str, tuple[float, float]],

@@ -23,6 +23,7 @@ RECORD_KEYS = (
     "final", "final_ci_low", "final_ci_high", "iqm", "best", "threshold", "to_threshold", "reached",
     "never", "auc", "env_steps", "wall_time_s", "baseline", "p_improvement", "normalised",
     "score_kind", "eval_every_steps", "final_of",
+    "evaluated", "evaluated_ci_low", "evaluated_ci_high", "evaluated_episodes",
 )
 
 
@@ -65,6 +66,9 @@ def records(comparison: Comparison) -> list[dict[str, Any]]:
             # Which curve the scores come from, its evaluation interval, and how many of its last
             # points (scores or evaluations) per seed the final score averages.
             "score_kind": s.kind, "eval_every_steps": s.eval_every, "final_of": s.last or None,
+            # `dqnrun evaluate`'s saved measurement of the best models (evaluation-best.json), if any.
+            "evaluated": _number(s.evaluated), "evaluated_ci_low": _number(s.evaluated_ci[0]),
+            "evaluated_ci_high": _number(s.evaluated_ci[1]), "evaluated_episodes": s.evaluated_episodes,
             **{key: values.get(s.path) for key, values in sweep_values.items()},
         })
     return out
@@ -142,6 +146,8 @@ def columns(comparison: Comparison, wide: bool, short: bool = True) -> list[Colu
         Column("env steps", lambda s: num(s.env_steps, 0), wide_only=True),
         Column("wall/seed", lambda s: seconds(s.wall_time), wide_only=True),
     ]
+    if any(math.isfinite(s.evaluated) for s in rows):  # `dqnrun evaluate` saved a measurement
+        cols.append(Column("evaluated", evaluated_cell, drop=8))
     if multi_env:
         cols.append(Column("norm.", lambda s: num(s.normalised, 2)))
     if comparison.baseline is not None and len(rows) > 1:
@@ -167,6 +173,13 @@ def curve_cell(s: Summary) -> str:
 
 def thousands(value: float) -> str:
     return f"{value / 1e6:g}M" if value >= 1e6 else f"{value / 1e3:g}k" if value >= 1e3 else f"{value:g}"
+
+
+def evaluated_cell(s: Summary) -> str:
+    low, high = s.evaluated_ci
+    if low is None or high is None:
+        return num(s.evaluated)
+    return f"{num(s.evaluated)} [{num(low)}, {num(high)}]"
 
 
 def seeds_cell(s: Summary) -> str:
@@ -225,6 +238,11 @@ def title(comparison: Comparison, last: int | None, headers: list[str]) -> str:
             text += f"; P(>base) = probability of improvement over {comparison.rows[comparison.baseline].name}"
         else:
             text += "; P(>A) = probability of improvement over A"
+    if "evaluated" in headers:
+        episodes = {s.evaluated_episodes for s in comparison.rows if math.isfinite(s.evaluated)}
+        each = f"{episodes.pop()} greedy episodes" if len(episodes) == 1 and None not in episodes else "greedy episodes"
+        text += (f"; evaluated = `dqnrun evaluate` of the best models ({each} per seed): mean over seeds "
+                 "[95% bootstrap CI]")
     if "norm." in headers:
         text += "; norm. = normalised final"
     return text

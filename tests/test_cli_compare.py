@@ -256,3 +256,21 @@ def test_plot_of_mixed_runs_is_on_env_steps_one_line_each(stepped, trained, tmp_
     n = min(np.isfinite(row).sum() for row in run.eval_steps)
     np.testing.assert_array_equal(ax.lines[0].get_xdata(), run.eval_steps[0, :n])
     np.testing.assert_allclose(ax.lines[0].get_ydata(), run.eval_scores[:, :n].mean(axis=0))
+
+
+def test_compare_shows_the_saved_evaluation_of_the_best_models(trained, tmp_path):
+    run = tmp_path / "dqn"
+    shutil.copytree(trained / "dqn", run)
+    assert csv_rows(invoke("compare", str(run), "--format", "csv"))[0]["evaluated"] == ""
+    assert "evaluated" not in invoke("compare", str(run)).output
+    assert invoke("evaluate", str(run), "--episodes", "2").exit_code == 0
+    doc = json.loads((run / "evaluation-best.json").read_text())
+    row = csv_rows(invoke("compare", str(run), str(trained / "per"), "--format", "csv"))[0]
+    across = doc["across_seeds"]
+    assert float(row["evaluated"]) == pytest.approx(across["mean"], abs=1e-4)
+    assert float(row["evaluated_ci_low"]) == pytest.approx(across["ci_low"], abs=1e-4)
+    assert float(row["evaluated_ci_high"]) == pytest.approx(across["ci_high"], abs=1e-4)
+    assert row["evaluated_episodes"] == "2"
+    table = invoke("compare", str(run), str(trained / "per")).output
+    assert "evaluated = `dqnrun evaluate` of the best models (2 greedy episodes per seed)" in " ".join(table.split())
+    assert f"{across['mean']:.1f} [{across['ci_low']:.1f}, {across['ci_high']:.1f}]" in table
