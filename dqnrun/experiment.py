@@ -414,9 +414,11 @@ class RunPlan:
     @property
     def where(self) -> str:
         """Where the seeds run, in words."""
+        k = self.config.speed.vectorize
+        stacked = f", {k} seeds stacked per process" if k > 1 else ""
         if self.scheduler:
-            return f"Dask scheduler {self.scheduler}"
-        return f"{self.jobs} job{'s' if self.jobs > 1 else ''}"
+            return f"Dask scheduler {self.scheduler}{stacked}"
+        return f"{self.jobs} job{'s' if self.jobs > 1 else ''}{stacked}"
 
 
 def start_run(

@@ -74,7 +74,7 @@ def train_group(
                 continue
             saver = None if save_checkpoint is None else (lambda state, seed=seed: save_checkpoint(seed, state))
             runs[i] = SeedRun(config, seed, spec, stacked.slot(i), streams[i], device, emit,
-                              lambda seed=seed: should_stop(seed), saver, resume.get(seed))
+                              lambda seed=seed: should_stop(seed), saver, resume.get(seed), replay_device="cpu")
         for i, run in runs.items():
             if run.start_episode():
                 stepping[i] = True
@@ -119,14 +119,19 @@ def train_group(
 
 def update(stacked: StackedAgent, runs: dict[int, SeedRun], learning: np.ndarray) -> None:
     """One batched update for the seeds in `learning`, each on a minibatch of its own replay;
-    the other slots get a batch of zeros and are masked out."""
+    the other slots get a batch of zeros and are masked out. (The replays sample on the CPU;
+    the stacked minibatch goes to the device in one transfer.)"""
     batches: list[Batch | None] = [runs[i].sample() if learning[i] else None for i in range(stacked.k)]
     template = next(b for b in batches if b is not None)
     blank = None
     if not learning.all():
         blank = Batch(*(None if f is None else np.zeros_like(f) if isinstance(f, np.ndarray) else torch.zeros_like(f)
                         for f in template))
-    learned = stacked.update(stack_batches([blank if b is None else b for b in batches]), learning)
+    together = stack_batches([blank if b is None else b for b in batches])
+    if stacked.device.type != "cpu":  # sampled on the CPU: one transfer for all K minibatches
+        together = Batch(*(f.to(stacked.device, non_blocking=True) if isinstance(f, torch.Tensor) else f
+                           for f in together))
+    learned = stacked.update(together, learning)
     errors: list[np.ndarray] = []
 
     def td_errors() -> np.ndarray:  # to the CPU once for all seeds, and only for prioritized replay

@@ -150,7 +150,10 @@ class SeedRun:
 
     def __init__(self, config: Config, seed: int, spec: NetworkSpec, learner: Learner, rngs: seeding.Streams,
                  device: str, emit: Callable[[Event], None], should_stop: Callable[[], bool],
-                 save_checkpoint: Callable[[dict[str, Any]], None] | None, resume: dict[str, Any] | None):
+                 save_checkpoint: Callable[[dict[str, Any]], None] | None, resume: dict[str, Any] | None,
+                 replay_device: str | None = None):
+        """`replay_device`: where sampled minibatches go (default `device`; a group samples on
+        the CPU and moves its K minibatches to the device at once)."""
         a = config.agent
         self.config, self.seed, self.learner, self.rngs = config, seed, learner, rngs
         self.emit, self.should_stop, self.save_checkpoint = emit, should_stop, save_checkpoint
@@ -161,7 +164,7 @@ class SeedRun:
         self.eval_envs = [config_env(config) for _ in range(config.eval_episodes)]
         stack = frame_stack_of(self.env)
         self.replay = make_replay(
-            a.memory_size, spec.obs_shape, rngs.replay, device,
+            a.memory_size, spec.obs_shape, rngs.replay, device if replay_device is None else replay_device,
             prioritized=a.prioritized, alpha=config.per.alpha, eps=config.per.eps,
             dtype=storage_dtype(spec.obs_dtype), frame_padding=stack.padding if stack else None,
         )
@@ -389,7 +392,7 @@ def train_seed(
 # Resuming from a checkpoint, checked
 
 
-def restore(state: Any, config: Config, seed: int, agent: Agent, replay: Any, adder: NStepAdder,
+def restore(state: Any, config: Config, seed: int, agent: Learner, replay: Any, adder: NStepAdder,
             rngs: seeding.Streams) -> tuple[SeedResult, int]:
     """Load a checkpoint into a fresh seed's agent, replay and generators; return its result so
     far and its env step. A checkpoint of another seed, config or network, or a damaged one,

@@ -79,6 +79,7 @@ class StackedAgent:
         self._spec = spec
         self.optimizer = STACKED_OPTIMIZERS[config.optimizer](self.online, config.learning_rate, self.k)
         self._n_step = config.n_step > 1
+        self._indices: dict[bytes, torch.Tensor] = {}
 
     def _forward(self, params: tuple[torch.Tensor, ...], obs: torch.Tensor) -> torch.Tensor:
         return functional_call(self._base, ({**dict(zip(self._names, params)), **self._buffers}), (obs,))
@@ -173,14 +174,23 @@ class StackedAgent:
         """Every tensor an update changes, each with the seed axis first."""
         return [*self.online, *(t for s in self.optimizer.state_list() for t in s.values())]
 
+    def _index(self, seeds: np.ndarray) -> torch.Tensor:
+        """`seeds` as an index tensor on the device, made once per set of seeds (masks repeat
+        for long stretches: a finished seed stays masked), so no transfer per step."""
+        key = seeds.tobytes()
+        index = self._indices.get(key)
+        if index is None:
+            index = self._indices[key] = torch.as_tensor(seeds, dtype=torch.int64, device=self.device)
+        return index
+
     @torch.no_grad()
     def _snapshot(self, seeds: np.ndarray) -> list[torch.Tensor]:
-        index = torch.as_tensor(seeds, device=self.device)
+        index = self._index(seeds)
         return [t.index_select(0, index) for t in self._per_seed()]
 
     @torch.no_grad()
     def _restore(self, seeds: np.ndarray, kept: list[torch.Tensor]) -> None:
-        index = torch.as_tensor(seeds, device=self.device)
+        index = self._index(seeds)
         for t, saved in zip(self._per_seed(), kept):
             t.index_copy_(0, index, saved)
 
@@ -197,7 +207,7 @@ class StackedAgent:
         if active is None or active.all():
             polyak_update(self.target, self.online, self.config.tau)
             return
-        index = torch.as_tensor(np.flatnonzero(active), device=self.device)
+        index = self._index(np.flatnonzero(active))
         targets = [t.index_select(0, index) for t in self.target]
         polyak_update(targets, [p.index_select(0, index) for p in self.online], self.config.tau)
         for t, new in zip(self.target, targets):
@@ -323,7 +333,7 @@ class StackedAdam(_PerSeed, Adam):
 
     def _update(self, group, params, grads, state):
         """`optim.Adam`'s update with each seed's own step count t_k in the bias corrections
-        (Kingma & Ba 2015, Algorithm 1), computed on the device in float64, then float32."""
+        (Kingma & Ba 2015, Algorithm 1), computed on the device (float64, then float32)."""
         beta1, beta2 = group["betas"]
         lr = group["lr"]
         steps, exp_avgs, exp_avg_sqs = state["step"], state["exp_avg"], state["exp_avg_sq"]
@@ -331,7 +341,8 @@ class StackedAdam(_PerSeed, Adam):
         torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
-        t = steps[0].double()  # every parameter of a seed has taken the same steps
+        # Every parameter of a seed has taken the same steps. (Apple's MPS has no float64.)
+        t = steps[0].to(torch.float32 if steps[0].device.type == "mps" else torch.float64)
         step_size = (-lr / (1 - beta1**t)).float()
         bias_correction2_sqrt = ((1 - beta2**t) ** 0.5).float()
         for p, m, v in zip(params, exp_avgs, exp_avg_sqs):

@@ -178,6 +178,17 @@ def test_a_vectorised_run_gives_the_same_numbers_with_one_or_two_jobs(tiny_confi
     same_run(tmp_path / "one", tmp_path / "two", (3, 4, 5, 6))
 
 
+def test_sweep_vectorize_applies_to_every_point(tiny_config, tmp_path):
+    base = tiny_config("base", episodes=2)
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"name: s\nbase: {base}\ngrid: {{agent.learning_rate: [0.001, 0.0005]}}\n")
+    result = runner.invoke(app, ["sweep", str(sweep), "--vectorize", "2", "--out", str(tmp_path), "--jobs", "1"],
+                           env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    for point in ("lr0.001", "lr0.0005"):
+        assert joblib.load(tmp_path / "s" / point / "results.joblib")["config"]["speed"]["vectorize"] == 2
+
+
 class Crash(Exception):
     pass
 
