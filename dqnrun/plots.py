@@ -31,11 +31,13 @@ from dqnrun.stats import (  # noqa: E402
     is_step_evaluated,
     per_seed_points,
     per_seed_smoothed,
+    pooled_rows,
     profile_band,
     environments,
     run_labels,
     run_window,
     score_distribution,
+    thousands,
 )
 
 FORMATS = ("png", "svg", "pdf")
@@ -53,13 +55,6 @@ LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (10, 3)), (0, (
 # paper (3.3 in), "page" for the full text width (6.8 in).
 SIZES = {"column": ((3.3, 2.3), 8.0), "page": ((6.8, 3.4), 10.0)}
 GRID_POINTS = 200  # points of the common env-step grid of --x steps
-
-
-def thousands(value: float, _pos: int = 0) -> str:
-    """Tick labels of env steps: 20k, 1.5M."""
-    if abs(value) >= 1e6:
-        return f"{value / 1e6:g}M"
-    return f"{value / 1e3:g}k" if abs(value) >= 1e3 else f"{value:g}"
 
 
 def style(i: int) -> dict:
@@ -112,7 +107,10 @@ def run_curve(run: Run, x: str, band: str, length: int | None,
         if per_seed.shape[0] == 0 or len(xs) == 0:
             return None, "no evaluation common to its seeds; nothing to draw"
         centre, low, high = band_of(per_seed, band)
-        return Curve(xs, centre, low, high, len(per_seed)), None
+        pooled = len(pooled_rows(run))
+        why = (f"{pooled - len(per_seed)} of its {pooled} seeds ended before their first evaluation: drawn without them"
+               if len(per_seed) < pooled else None)
+        return Curve(xs, centre, low, high, len(per_seed)), why
     if run.is_lecture:
         if x == "steps":
             return None, "a lecture result file has no env steps; left out of the --x steps figure"

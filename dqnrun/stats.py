@@ -202,6 +202,13 @@ def is_step_evaluated(run: Run) -> bool:
     return score_kind(run) == STEP_EVAL
 
 
+def thousands(value: float, _pos: int = 0) -> str:
+    """Env steps in words for tick labels and titles: 500, 20k, 1.5M (`_pos`: matplotlib's)."""
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:g}M"
+    return f"{value / 1e3:g}k" if abs(value) >= 1e3 else f"{value:g}"
+
+
 def eval_interval(run: Run) -> int | None:
     """`eval_every_steps` of a step-evaluated run (None if unknown or not one)."""
     return run.config.eval_every_steps if run.config is not None else None
@@ -244,9 +251,9 @@ def on_grid(points: Sequence[tuple[np.ndarray, np.ndarray]], grid: np.ndarray) -
 
 def eval_curve(run: Run, grid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(grid points, seeds x points) of a step-evaluated run, over the grid points every pooled seed
-    covers (between its first and last evaluation). The curves are not smoothed: each point is
+    with an evaluation covers (between its first and last evaluation). The curves are not smoothed: each point is
     already the mean of `eval_episodes` greedy episodes, and `window` counts episodes."""
-    points = eval_points(run)
+    points = [(x, y) for x, y in eval_points(run) if len(x)]  # a seed that ended before its first evaluation has none
     grid = eval_grid([run]) if grid is None else np.asarray(grid, dtype=float)
     per_seed = on_grid(points, grid)
     covered = np.isfinite(per_seed).all(axis=0) if len(per_seed) else np.zeros(len(grid), bool)

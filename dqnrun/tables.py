@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from dqnrun.stats import EPISODE_EVAL, STEP_EVAL, TRAIN_RETURN, Comparison, Summary
+from dqnrun.stats import EPISODE_EVAL, STEP_EVAL, TRAIN_RETURN, Comparison, Summary, thousands
 
 FORMATS = ("table", "markdown", "csv", "json")
 
@@ -169,10 +169,6 @@ def curve_cell(s: Summary) -> str:
     if s.kind == STEP_EVAL:
         return f"every {thousands(s.eval_every)} steps" if s.eval_every else "step evals"
     return CURVE_CELLS.get(s.kind, s.kind)
-
-
-def thousands(value: float) -> str:
-    return f"{value / 1e6:g}M" if value >= 1e6 else f"{value / 1e3:g}k" if value >= 1e3 else f"{value:g}"
 
 
 def evaluated_cell(s: Summary) -> str:

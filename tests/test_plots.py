@@ -228,3 +228,12 @@ def test_a_mixed_figure_puts_both_runs_on_env_steps_one_line_each():
     assert notes == ["stepped: evaluated every N env steps: its curve is drawn with --x steps (or auto)"]
     with pytest.raises(UserError, match="nothing to draw: stepped: evaluated every N env steps"):
         learning_curves([stepped], x="episodes")
+
+
+def test_a_seed_without_evaluations_is_left_out_of_the_curve_with_a_note():
+    nan = np.nan
+    run = step_run(eval_steps=np.array([[100.0, 200.0, 300.0], [nan, nan, nan]]),
+                   eval_scores=np.array([[10.0, 20.0, 40.0], [nan, nan, nan]]))
+    fig, notes = learning_curves([run], band="none")
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), [10, 20, 40])
+    assert notes == ["stepped: 1 of its 2 seeds ended before their first evaluation: drawn without them"]
