@@ -103,7 +103,12 @@ class TrainingDisplay:
             row.epsilon, row.wall_time = event.epsilon, event.wall_time
             row.status = "training"
         elif isinstance(event, SeedEnd):
-            row.status = event.status if not event.message else f"{event.status}: {event.message}"
+            if event.status == "interrupted":
+                # The run's last line says it was interrupted and how to continue; the row says
+                # where its seed stopped (a seed waiting for a worker had not begun).
+                row.status = f"stopped after episode {row.episode}" if row.episode else "stopped before episode 1"
+            else:
+                row.status = event.status if not event.message else f"{event.status}: {event.message}"
             row.finished = True
 
     def eta(self) -> float:

@@ -126,3 +126,16 @@ def test_sweep_line_per_finished_seed_reports_that_seeds_own_numbers_whatever_ra
     seed1 = [line for line in first if "seed 1 " in line][0]
     assert f"smoothed score {smooth([1, 2, 3, 4, 8], 3)[-1]:.1f}" in seed1 and "smoothed score 5.0" in seed1
     assert "best 8.0" in seed1 and "seed 2 complete after 5 episodes, smoothed score 40.0, best 50.0" in first[1]
+
+
+def test_a_stopped_seed_row_says_where_it_stopped_once():
+    """The summary line after the table says "interrupted"; a row does not repeat it, and a seed
+    stopped while it waited for a worker says it had not begun."""
+    display = TrainingDisplay("t", seeds=[1, 2, 3], episodes=200, resumed_from={3: 25})
+    display.handle(episode(1, 28, 345, 1.0, episodes=200))
+    for seed in (1, 2, 3):
+        display.handle(SeedEnd(seed, "interrupted", f"stopped after episode {display.rows[seed].episode}"))
+    assert [r.status for r in display.rows.values()] == [
+        "stopped after episode 28", "stopped before episode 1", "stopped after episode 25"]
+    display.handle(SeedEnd(1, "diverged", "loss or Q-value not finite at episode 30, step 400"))
+    assert display.rows[1].status == "diverged: loss or Q-value not finite at episode 30, step 400"
