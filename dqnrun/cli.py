@@ -448,10 +448,23 @@ def load_runs(args: list[str], root: Path) -> tuple[list[Any], list[str]]:
     """The runs named by `args` (or every run under `root`), each once, and notes."""
     from dqnrun.results import load_run, resolve_runs
     from dqnrun.stats import run_key
-    from dqnrun.sweep import expand_runs
+    from dqnrun.sweep import expand_runs, find_sweeps
 
     runs, notes, seen = [], [], set()
-    for path in resolve_runs(expand_runs(args), root):
+    sweeps = [] if args else find_sweeps(root)
+    if sweeps:  # a study's points would crowd the table: name it, do not skip it silently
+        notes.append(f"not included: the sweep{'s' if len(sweeps) > 1 else ''} "
+                     f"{', '.join(f'{p}/' for p in sweeps)}; name one to include its points, "
+                     f"e.g. {' '.join(str(p) for p in sweeps[:1])}")
+    try:
+        paths = resolve_runs(expand_runs(args), root)
+    except UserError:
+        if not sweeps:
+            raise
+        raise UserError(f"no runs directly under {root}/, only the sweep{'s' if len(sweeps) > 1 else ''} "
+                        f"{', '.join(f'{p}/' for p in sweeps)}: name one to include its points, "
+                        f"e.g. {sweeps[0]}") from None
+    for path in paths:
         run = load_run(path)
         key = run_key(run)
         if key in seen:
@@ -668,12 +681,12 @@ def list_runs(
     from dqnrun.console import console, runs_table
     from dqnrun.results import RunDir, find_runs, load_run, read_progress
     from dqnrun.stats import summarize
-    from dqnrun.sweep import is_sweep_dir, load_manifest
+    from dqnrun.sweep import find_sweeps, load_manifest
 
     if not root.is_dir():
         raise UserError(f"no such directory: {root}")
     found = find_runs(root)
-    sweeps = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".") and is_sweep_dir(p)]
+    sweeps = find_sweeps(root)
     if not found and not sweeps:
         raise UserError(f"no runs under {root}/; train one with `dqnrun train configs/ddqn.yaml`")
     rows: list[tuple[str, ...]] = []

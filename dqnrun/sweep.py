@@ -263,6 +263,14 @@ def is_sweep_dir(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+def find_sweeps(root: str | Path) -> list[Path]:
+    """Sweep directories directly under `root` (each holds its points' run directories)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return [p for p in sorted(root.iterdir()) if not p.name.startswith(".") and p.is_dir() and is_sweep_dir(p)]
+
+
 def write_manifest(sweep_dir: Path, sweep: Sweep) -> None:
     data = {
         "format": SWEEP_FORMAT,

@@ -274,3 +274,29 @@ def test_compare_shows_the_saved_evaluation_of_the_best_models(trained, tmp_path
     table = invoke("compare", str(run), str(trained / "per")).output
     assert "evaluated = `dqnrun evaluate` of the best models (2 greedy episodes per seed)" in " ".join(table.split())
     assert f"{across['mean']:.1f} [{across['ci_low']:.1f}, {across['ci_high']:.1f}]" in table
+
+
+def test_compare_and_plot_without_runs_name_the_sweeps_they_leave_out(trained, tmp_path):
+    import yaml
+
+    from dqnrun.sweep import MANIFEST, SWEEP_FORMAT
+
+    root = tmp_path / "results"
+    shutil.copytree(trained / "dqn", root / "dqn")
+    study = root / "study"
+    shutil.copytree(trained / "per", study / "lr1")
+    points = [{"name": "lr1", "values": {"agent.learning_rate": 1}, "seeds": [3, 4]}]
+    (study / MANIFEST).write_text(yaml.safe_dump({"format": SWEEP_FORMAT, "points": points}))
+    note = f"not included: the sweep {study}/; name one to include its points, e.g. {study}"
+    result = invoke("compare", "--root", str(root), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert [row["run"] for row in csv_rows(result)] == ["dqn"]
+    assert note in " ".join(result.stderr.split())
+    plotted = invoke("plot", "--root", str(root), "-o", str(tmp_path / "f.png"))
+    assert plotted.exit_code == 0 and note in " ".join(plotted.output.split())
+    named = invoke("compare", str(study), "--format", "csv")  # named, its points are compared
+    assert [row["run"] for row in csv_rows(named)] == ["lr1"] and "not included" not in named.output
+    shutil.rmtree(root / "dqn")
+    only = invoke("compare", "--root", str(root))
+    assert only.exit_code == 2
+    assert f"no runs directly under {root}/, only the sweep {study}/: name one" in " ".join(only.output.split())
