@@ -71,6 +71,8 @@ class StackedAgent:
         self.online = [params[n] for n in self._names]  # leaves, (K, *shape)
         self.target = [p.detach().clone() for p in self.online]
         self._state_keys = list(nets[0].state_dict())
+        if self._state_keys != self._names:  # a persistent buffer would break the state dicts' layout
+            raise ValueError("stacked seeds support networks whose state is their parameters only")
         # A weightless copy whose forward `functional_call` runs on the stacked weights.
         self._base = copy.deepcopy(nets[0]).to("meta")
         # MLPs: batched matrix products written out (vmap's dispatch costs more than the
