@@ -147,7 +147,7 @@ def columns(comparison: Comparison, wide: bool, short: bool = True) -> list[Colu
         Column("wall/seed", lambda s: seconds(s.wall_time), wide_only=True),
     ]
     if any(math.isfinite(s.evaluated) for s in rows):  # `dqnrun evaluate` saved a measurement
-        cols.append(Column("evaluated", evaluated_cell, drop=8))
+        cols.append(Column("evaluated", evaluated_cell, drop=5))
     if multi_env:
         cols.append(Column("norm.", lambda s: num(s.normalised, 2)))
     if comparison.baseline is not None and len(rows) > 1:
