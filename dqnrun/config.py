@@ -416,6 +416,9 @@ MAX_BATCH = 65_536
 MAX_LAYERS = 32
 MAX_WIDTH = 65_536  # units per hidden layer; the parameter count is capped in experiment.plan
 MAX_NAME = 100  # characters; file systems take 255 bytes, and plot names join two run names
+# C51's projection (agent.categorical_projection) is a dense batch x atoms x atoms product: 2**28
+# float32 numbers is 1 GiB per update (C51 and Rainbow: 32 x 51 x 51, about 83,000).
+MAX_PROJECTION = 2**28
 _NAME_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
@@ -481,6 +484,10 @@ def _validate(c: Config, source: str) -> None:
         (a.n_step >= 1, f"agent.n_step must be >= 1 (1 = one-step targets), got {a.n_step}"),
         (a.noisy_sigma0 > 0, f"agent.noisy_sigma0 must be > 0, got {a.noisy_sigma0}"),
         (a.atoms >= 2, f"agent.atoms must be >= 2, got {a.atoms}"),
+        (not a.distributional or a.batch_size * a.atoms**2 <= MAX_PROJECTION,
+         f"agent.atoms {a.atoms:,} with agent.batch_size {a.batch_size:,}: C51's projection holds batch x atoms^2 "
+         f"= {a.batch_size * a.atoms**2:,} numbers per update, at most {MAX_PROJECTION:,}; lower agent.atoms "
+         "(C51 uses 51)"),
         (a.v_min < a.v_max, f"agent.v_min ({a.v_min}) must be below agent.v_max ({a.v_max})"),
         (a.loss in LOSSES,
          f"agent.loss {a.loss!r} is unknown{_did_you_mean(a.loss, LOSSES)} (one of: {', '.join(LOSSES)})"),

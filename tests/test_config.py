@@ -84,12 +84,20 @@ def test_integers_are_accepted_for_floats_but_not_the_reverse():
         ({"variant": "dqn", "agent": {"optimizer": "adamw"}}, r"optimizer 'adamw' is unknown \(did you mean 'adam'\?\)"),
         ({"variant": "dqn", "agent": {"tau": 0}}, r"agent.tau must be in \(0, 1\]"),
         ({"variant": "dqn", "epsilon": {"min": 0.5, "max": 0.2}}, r"0 <= min <= max <= 1"),
+        # C51's dense projection: 64 x 5,000^2 numbers would be 6 GiB per update.
+        ({"variant": "rainbow", "agent": {"atoms": 5000}},
+         r"agent.atoms 5,000 with agent.batch_size 64: C51's projection holds batch x atoms\^2 = 1,600,000,000"),
     ],
 )
 def test_bad_values_are_one_line_errors(raw, message):
     with pytest.raises(UserError, match=message) as info:
         config_from_dict(raw)
     assert "\n" not in str(info.value)
+
+
+def test_atoms_are_bounded_only_where_c51_uses_them():
+    assert config_from_dict({"variant": "ddqn", "agent": {"atoms": 5000}}).agent.atoms == 5000  # unused
+    assert config_from_dict({"variant": "rainbow", "agent": {"atoms": 2048}}).agent.atoms == 2048  # 64 x 2048^2 = 2^28
 
 
 @pytest.mark.parametrize(
