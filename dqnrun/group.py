@@ -63,7 +63,7 @@ def train_group(
     resume = resume or {}
     todo = set(seeds if train is None else train)
     streams = [seeding.streams(s) for s in seeds]
-    stacked = StackedAgent(spec, a, device, [r.torch_seed for r in streams])
+    stacked = StackedAgent(spec, a, device, [r.torch_seed for r in streams], [r.noise_seed for r in streams])
     k = len(seeds)
     runs: dict[int, SeedRun] = {}
     results: dict[int, SeedResult] = {}

@@ -5,7 +5,9 @@ seed axis. A forward pass is one `torch.func.vmap` over `functional_call` (batch
 products), an update is one backward pass of the sum of the K losses (each seed's parameters
 get exactly its own loss's gradient) and one optimizer step over the stacked tensors (RMSprop's
 and Adam's arithmetic is elementwise, so each seed's state evolves as it would alone). Every
-seed keeps its own random streams: the caller passes them, as to `Agent`.
+seed keeps its own random streams: the caller passes them, as to `Agent` (NoisyNet heads: each
+seed's own noise generator, drawn in `Agent`'s order). The distributional (C51) head is not
+supported yet.
 
 The numbers match K separate agents up to the last bits (batched kernels sum in another order);
 the initial weights, the exploration draws and the state dicts are exact, and `state_dicts` /
@@ -24,6 +26,7 @@ runs on its own slice, in kernels whose choice depends on the stack's shape only
 from __future__ import annotations
 
 import copy
+from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,7 +35,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from dqnrun.agent import UpdateResult, polyak_update, td_loss, td_target
 from dqnrun.config import AgentConfig
-from dqnrun.networks import NetworkSpec, QNetwork, dueling_q
+from dqnrun.networks import NetworkSpec, NoisyLinear, QNetwork, dueling_q, scale_noise
 from dqnrun.optim import Adam, RMSprop
 from dqnrun.replay import Batch
 
@@ -53,9 +56,11 @@ class StackedAgent:
     """K seeds' online and target Q-networks and their optimizer, as one."""
 
     def __init__(self, spec: NetworkSpec, config: AgentConfig, device: torch.device | str,
-                 torch_seeds: Sequence[int]):
-        if spec.noisy or spec.distributional:
-            raise ValueError("stacked seeds support plain and dueling heads (not noisy or distributional yet)")
+                 torch_seeds: Sequence[int], noise_seeds: Sequence[int] | None = None):
+        if spec.distributional:
+            raise ValueError("stacked seeds support plain, dueling and noisy heads (not distributional yet)")
+        if spec.noisy and (noise_seeds is None or len(noise_seeds) != len(torch_seeds)):
+            raise ValueError("noisy heads need a noise seed per seed")
         self.config = config
         self.device = torch.device(device)
         self.n_actions = spec.n_actions
@@ -78,6 +83,17 @@ class StackedAgent:
         # MLPs: batched matrix products written out (vmap's dispatch costs more than the
         # arithmetic at these sizes); any other trunk: vmap over functional_call.
         self._q = self._mlp_forward if spec.trunk == "mlp" and not buffers else vmap(self._forward)
+        self.noisy = spec.noisy
+        if spec.noisy:
+            # NoisyNet (Fortunato et al. 2018): each seed's own CPU generator, as `Agent`'s, and
+            # each seed's noise buffers (eps_in, eps_out of every noisy layer), (K, n), for the
+            # online and the target network; drawn only for the seeds that use them.
+            self.noise = [torch.Generator().manual_seed(s) for s in noise_seeds]
+            self._noise_names = list(buffers)
+            self._online_noise = [buffers[n].clone() for n in self._noise_names]
+            self._target_noise = [buffers[n].clone() for n in self._noise_names]
+            self._noisy_layers = [m for m in self._base.modules() if isinstance(m, NoisyLinear)]
+            self._noisy_q = {noise: vmap(partial(self._forward_noisy, noise=noise)) for noise in (False, True)}
         self._spec = spec
         self.optimizer = STACKED_OPTIMIZERS[config.optimizer](self.online, config.learning_rate, self.k)
         self._n_step = config.n_step > 1
@@ -85,6 +101,26 @@ class StackedAgent:
 
     def _forward(self, params: tuple[torch.Tensor, ...], obs: torch.Tensor) -> torch.Tensor:
         return functional_call(self._base, ({**dict(zip(self._names, params)), **self._buffers}), (obs,))
+
+    def _forward_noisy(self, params: tuple[torch.Tensor, ...], noise_buffers: tuple[torch.Tensor, ...],
+                       obs: torch.Tensor, noise: bool) -> torch.Tensor:
+        state = {**dict(zip(self._names, params)), **dict(zip(self._noise_names, noise_buffers))}
+        return functional_call(self._base, state, (obs,), {"noise": noise})
+
+    @torch.no_grad()
+    def _resample(self, buffers: list[torch.Tensor], seeds: np.ndarray) -> None:
+        """New noise for `seeds`, each from its own generator, drawn exactly as
+        `QNetwork.reset_noise` draws it (layer by layer, eps_in then eps_out)."""
+        by_name = dict(zip(self._noise_names, buffers))
+        names = {id(m): n for n, m in self._base.named_modules()}
+        for k in seeds:
+            generator = self.noise[k]
+            for layer in self._noisy_layers:
+                eps = torch.randn(layer.in_features + layer.out_features, generator=generator, device=generator.device)
+                eps = scale_noise(eps).to(self.device)
+                name = names[id(layer)]
+                by_name[f"{name}.eps_in"][k].copy_(eps[: layer.in_features])
+                by_name[f"{name}.eps_out"][k].copy_(eps[layer.in_features:])
 
     def _mlp_forward(self, params: tuple[torch.Tensor, ...], obs: torch.Tensor) -> torch.Tensor:
         """QNetwork's forward (MLP trunk, plain or dueling head) for stacked weights: seed k's
@@ -106,9 +142,13 @@ class StackedAgent:
         value, advantages = linear("value_head", x), linear("advantage_head", x)
         return dueling_q(value.reshape(k * b, -1), advantages.reshape(k * b, -1)).reshape(k, b, -1)
 
-    def q_values(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
-        """Q-values (K, B, A) of observations (K, B, *obs_shape), seed k's batch by seed k's network."""
-        return self._q(tuple(self.target if target else self.online), obs)
+    def q_values(self, obs: torch.Tensor, target: bool = False, noise: bool = False) -> torch.Tensor:
+        """Q-values (K, B, A) of observations (K, B, *obs_shape), seed k's batch by seed k's network.
+        Noisy heads use their mean weights unless `noise` is set (then the drawn noise)."""
+        params = tuple(self.target if target else self.online)
+        if self.noisy:
+            return self._noisy_q[noise](params, tuple(self._target_noise if target else self._online_noise), obs)
+        return self._q(params, obs)
 
     @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
@@ -120,7 +160,12 @@ class StackedAgent:
     def greedy_of(self, k: int, obs: np.ndarray) -> np.ndarray:
         """Seed k's greedy actions (B,) for observations (B, *obs_shape), its network alone."""
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        return self._q(tuple(p[k:k + 1] for p in self.online), x[None])[0].argmax(dim=1).cpu().numpy()
+        params = tuple(p[k:k + 1] for p in self.online)
+        if self.noisy:  # the mean weights, as `Agent.greedy`
+            q = self._noisy_q[False](params, tuple(b[k:k + 1] for b in self._online_noise), x[None])
+        else:
+            q = self._q(params, x[None])
+        return q[0].argmax(dim=1).cpu().numpy()
 
     def act(self, obs: np.ndarray, epsilons: Sequence[float], rngs: Sequence[np.random.Generator],
             active: np.ndarray | None = None) -> np.ndarray:
@@ -128,6 +173,7 @@ class StackedAgent:
 
         Each seed draws from its own `rng` exactly as `Agent.act` does; one forward pass serves
         every seed that acts greedily. Seeds outside `active` draw nothing (their action: -1).
+        With a noisy head a greedy seed acts under fresh noise (Fortunato et al. 2018, Algorithm 1).
         """
         actions = np.full(self.k, -1, dtype=np.int64)
         acting = np.ones(self.k, dtype=bool) if active is None else active
@@ -135,7 +181,12 @@ class StackedAgent:
             if rngs[i].random() < epsilons[i]:
                 actions[i] = int(rngs[i].integers(self.n_actions))
         greedy = acting & (actions < 0)
-        if greedy.any():
+        if greedy.any() and self.noisy:
+            self._resample(self._online_noise, np.flatnonzero(greedy))
+            with torch.no_grad():
+                x = torch.as_tensor(obs[:, None], dtype=torch.float32, device=self.device)
+                actions[greedy] = self.q_values(x, noise=True).argmax(dim=2).cpu().numpy()[greedy, 0]
+        elif greedy.any():
             actions[greedy] = self.greedy(obs[:, None])[greedy, 0]
         return actions
 
@@ -149,9 +200,17 @@ class StackedAgent:
         frozen = None if active is None or active.all() else np.flatnonzero(~active)
         kept = self._snapshot(frozen) if frozen is not None else None
         c = self.config
+        noisy = self.noisy
+        # Noisy heads: independent noise for the target, the online network's choice at s' and
+        # the online network trained, drawn in `Agent.update`'s order, by the learning seeds only.
+        learning = np.arange(self.k) if active is None else np.flatnonzero(active)
         with torch.no_grad():
-            next_q_target = self.q_values(batch.next_obs, target=True)
-            next_q_online = self.q_values(batch.next_obs) if c.double else None
+            if noisy:
+                self._resample(self._target_noise, learning)
+            next_q_target = self.q_values(batch.next_obs, target=True, noise=noisy)
+            if c.double and noisy:
+                self._resample(self._online_noise, learning)
+            next_q_online = self.q_values(batch.next_obs, noise=noisy) if c.double else None
             discounts = batch.discounts if self._n_step else None
             # The target is row by row: the K seeds' rows as one batch of K * B.
             k, b, a = next_q_target.shape
@@ -159,7 +218,9 @@ class StackedAgent:
                                next_q_target.reshape(k * b, a),
                                None if next_q_online is None else next_q_online.reshape(k * b, a),
                                None if discounts is None else discounts.reshape(-1)).reshape(k, b)
-        q = self.q_values(batch.obs).gather(2, batch.actions.unsqueeze(2)).squeeze(2)
+        if noisy:
+            self._resample(self._online_noise, learning)
+        q = self.q_values(batch.obs, noise=noisy).gather(2, batch.actions.unsqueeze(2)).squeeze(2)
         td_errors = target - q
 
         def loss_of(errors, weights):
@@ -227,6 +288,7 @@ class StackedAgent:
             "online": {n: p[k].detach().clone() for n, p in zip(self._state_keys, self.online)},
             "target": {n: p[k].clone() for n, p in zip(self._state_keys, self.target)},
             "optimizer": self.optimizer.state_dict_of(k),
+            **({"noise": self.noise[k].get_state()} if self.noisy else {}),
         }
 
     @torch.no_grad()
@@ -239,6 +301,8 @@ class StackedAgent:
             self.online[i][k].copy_(online[name])  # RuntimeError on another shape
             self.target[i][k].copy_(target[name])
         self.optimizer.load_state_dict_of(k, state["optimizer"])
+        if self.noisy:
+            self.noise[k].set_state(state["noise"])
 
     def state_dicts(self) -> list[dict]:
         return [self.state_dict_of(k) for k in range(self.k)]

@@ -53,6 +53,7 @@ SWITCHES = {
                                    agent={"dueling": True, "n_step": 3, "optimizer": "adam"}),
     "polyak": dict(variant="dueling"),
     "max-steps": dict(max_steps=45),  # ends inside an episode
+    "noisy": dict(agent={"noisy": True, "dueling": True}, epsilon={"max": 0.0, "min": 0.0, "decay_steps": 1}),
 }
 
 
@@ -86,7 +87,10 @@ FRAMES = dict(env="custom_envs:dqnrun-test/Grid-v0", env_kwargs={"channels": 1},
               agent={**TINY_RAW["agent"], "memory_size": 300, "memory_start_size": 20, "batch_size": 8, "n_step": 2})
 
 
-@pytest.mark.parametrize("switches", [MASKED, FRAMES], ids=["cartpole-per-nstep-adam", "frames-cnn"])
+NOISY = dict(MASKED, agent={**MASKED["agent"], "noisy": True}, epsilon={"max": 0.5, "min": 0.0, "decay_steps": 100})
+
+
+@pytest.mark.parametrize("switches", [MASKED, FRAMES, NOISY], ids=["cartpole-per-nstep-adam", "frames-cnn", "noisy"])
 def test_a_seeds_numbers_do_not_depend_on_the_other_seeds_of_its_group(switches):
     c = config(**switches)
     spec = plan(c, 1)
@@ -95,12 +99,13 @@ def test_a_seeds_numbers_do_not_depend_on_the_other_seeds_of_its_group(switches)
     assert set(only_4) == {4}
     exactly_equal(only_4[4], both[4])
     assert both[4].updates > 10
-    if switches is MASKED:
+    if switches is not FRAMES:
         assert both[3].steps[-1] != both[4].steps[-1]  # they did finish at different times
 
 
-def test_interrupting_a_group_anywhere_and_resuming_gives_bitwise_the_same_results():
-    c = config(**{**MASKED, "checkpoint_every": 2})
+@pytest.mark.parametrize("switches", [MASKED, NOISY], ids=["per-nstep-adam", "noisy"])
+def test_interrupting_a_group_anywhere_and_resuming_gives_bitwise_the_same_results(switches):
+    c = config(**{**switches, "checkpoint_every": 2})
     spec = plan(c, 1)
     straight = train_group(c, (3, 4, 5), spec)
     checkpoints = {3: None, 4: None, 5: None}
@@ -224,8 +229,8 @@ def test_a_vectorised_run_that_crashed_resumes_from_its_seeds_checkpoints(tiny_c
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--vectorize", "2", "--set", "agent.noisy=true"],
-     "speed.vectorize 2 does not support agent.noisy yet; set speed.vectorize: 1"),
+    (["--vectorize", "2", "--set", "variant=rainbow"],
+     "speed.vectorize 2 does not support agent.distributional yet; set speed.vectorize: 1"),
     (["--vectorize", "3", "--set", "agent.distributional=true"],
      "speed.vectorize 3 does not support agent.distributional yet; set speed.vectorize: 1"),
     (["--vectorize", "0"], "speed.vectorize must be >= 1 (1 = one seed per process), got 0"),

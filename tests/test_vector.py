@@ -212,3 +212,29 @@ def test_a_slot_acts_and_saves_as_its_seeds_agent():
     with pytest.raises(RuntimeError):
         wrong = Agent(NetworkSpec(1, 2, (16, 4), False), agents[0].config, "cpu", torch_seed=0)
         stacked.slot(0).load_state_dict(wrong.state_dict())
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_noisy_heads_draw_each_seeds_noise_as_its_agent_does(dueling):
+    spec = NetworkSpec(1, 2, (16, 8), dueling, noisy=True)
+    config = AgentConfig(gamma=0.9, learning_rate=0.01, double=True, noisy=True)
+    noise_seeds = (7, 8, 9)
+    agents = [Agent(spec, config, "cpu", torch_seed=s, noise_seed=n) for s, n in zip(SEEDS, noise_seeds)]
+    stacked = StackedAgent(spec, config, "cpu", SEEDS, noise_seeds)
+    assert_same_networks(agents, stacked, exact=True)
+    rng = np.random.default_rng(5)
+    rngs_a = [np.random.default_rng(s) for s in SEEDS]
+    rngs_b = [np.random.default_rng(s) for s in SEEDS]
+    for step in range(20):
+        obs = rng.uniform(0, 1, (3, 1)).astype(np.float32)
+        expected = [agent.act(o, 0.3, r) for agent, o, r in zip(agents, obs, rngs_a)]
+        assert stacked.act(obs, [0.3] * 3, rngs_b).tolist() == expected
+        active = np.array([True, step % 3 != 0, True])  # seed 1 skips every third update
+        batches = [chain_batch(rng, 16, False, False) for _ in SEEDS]
+        together = stacked.update(stack_batches(batches), active)
+        for k in np.flatnonzero(active):
+            torch.testing.assert_close(together.loss[k], agents[k].update(batches[k]).loss, **TOL)
+    assert_same_networks(agents, stacked)
+    for agent, state in zip(agents, stacked.state_dicts()):  # the generators drew alike
+        assert torch.equal(state["noise"], agent.state_dict()["noise"])
+    np.testing.assert_array_equal(stacked.slot(2).greedy(obs), agents[2].greedy(obs))  # mean weights
