@@ -853,7 +853,14 @@ def evaluate(
     if across["ci_low"] is not None:
         console.print(f"mean over {across['n_seeds']} seeds {across['mean']:.1f}, 95% CI "
                       f"[{across['ci_low']:.1f}, {across['ci_high']:.1f}]: {across['method']}")
-    path, kept = write_output(run_dir.evaluation(model, seed), lambda: run_dir.save_evaluation(doc, model, seed))
+    try:
+        path, kept = run_dir.save_evaluation(doc, model, seed)
+    except OSError as exc:  # a read-only run from elsewhere: the table above is the measurement
+        from dqnrun.safeio import describe_oserror
+
+        console.print(f"[yellow]note: not saved as {esc(run_dir.evaluation(model, seed))}: "
+                      f"{describe_oserror(exc)}[/yellow]")
+        return
     console.print(f"saved [bold]{esc(path)}[/bold]" + (
         f" (the earlier, different measurement there is kept as {esc(kept.name)})" if kept else ""))
 

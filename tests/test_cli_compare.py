@@ -235,7 +235,7 @@ def test_compare_scores_a_step_evaluated_run_by_its_last_evaluations_and_says_so
     assert table.exit_code == 0, table.output
     lines = table.output.splitlines()
     assert "final = mean of each seed's last 3 scores (per-episode curves), each seed's last evaluation " \
-           "(curves evaluated every N env steps)" in " ".join(lines)
+           "(curves evaluated every N env steps)" in " ".join(table.output.split())
     cells = {line.split()[0]: line.split() for line in lines if line.strip().startswith(("stepped ", "dqn "))}
     assert cells["stepped"][2:5] == ["every", "20", "steps"] and cells["dqn"][2:4] == ["per", "episode"]
 

@@ -144,11 +144,12 @@ def test_evaluate_saves_what_it_printed_with_a_bootstrap_ci_over_seeds(trained, 
     assert rows["all"][2] == f"{across['mean']:.1f}"
     np.testing.assert_allclose([across["ci_low"], across["ci_high"]], naive_bootstrap_ci(means), rtol=1e-12)
     assert "percentile bootstrap over seeds of the per-seed means" in across["method"]
-    line = re.search(r"mean over 2 seeds (\S+), 95% CI \[(\S+), (\S+)\]: percentile bootstrap over seeds", result.output)
+    text = " ".join(result.output.split())  # the console may wrap lines
+    line = re.search(r"mean over 2 seeds (\S+), 95% CI \[(\S+), (\S+)\]: percentile bootstrap over seeds", text)
     assert line.groups() == tuple(f"{v:.1f}" for v in (across["mean"], across["ci_low"], across["ci_high"]))
     from dqnrun import __version__
 
-    assert doc["dqnrun_version"] == __version__ and f"saved {run / 'evaluation-best.json'}" in result.output
+    assert doc["dqnrun_version"] == __version__ and f"saved {run / 'evaluation-best.json'}" in text
 
 
 def test_evaluate_never_overwrites_a_different_measurement(chain_run):
@@ -157,7 +158,7 @@ def test_evaluate_never_overwrites_a_different_measurement(chain_run):
     def evaluate(*args):
         result = runner.invoke(app, ["evaluate", str(chain_run), *args], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
-        return result.output
+        return " ".join(result.output.split())  # the console may wrap lines
 
     evaluate("-n", "3")
     first = json.loads((chain_run / "evaluation-best.json").read_text())
@@ -176,3 +177,20 @@ def test_evaluate_never_overwrites_a_different_measurement(chain_run):
     one = json.loads((chain_run / "evaluation-best-seed-2.json").read_text())
     assert [s["seed"] for s in one["seeds"]] == [2] and one["across_seeds"]["ci_low"] is None
     assert json.loads((chain_run / "evaluation-best.json").read_text())["episodes"] == 5
+
+
+def test_evaluate_of_a_read_only_run_prints_the_measurement_and_says_it_was_not_saved(chain_run, monkeypatch):
+    import errno
+
+    from dqnrun.results import RunDir
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(RunDir, "save_evaluation", read_only)
+    result = runner.invoke(app, ["evaluate", str(chain_run), "-n", "2"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # the console may wrap lines
+    assert "mean over 2 seeds 5.0" in text
+    assert f"note: not saved as {chain_run / 'evaluation-best.json'}: read-only file system" in text
+    assert not (chain_run / "evaluation-best.json").exists()
