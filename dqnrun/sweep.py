@@ -20,6 +20,7 @@ import yaml
 from dqnrun.config import Config, describe_keys, load_config, parse_seeds
 from dqnrun.errors import UserError
 from dqnrun.results import RunDir, claim_run_dir, write_text
+from dqnrun.safeio import read_text
 
 SWEEP_FORMAT = "dqnrun-sweep"
 MANIFEST = "sweep.yaml"
@@ -84,13 +85,11 @@ def _read_yaml(path: Path, what: str) -> Any:
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
     try:
-        return _yaml(path.read_text())
+        return _yaml(read_text(path, what))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise UserError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or 'malformed'}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file; {what} is YAML") from None
 
 
 def _config_path(text: Any, source: Path, where: str) -> Path:
@@ -280,7 +279,35 @@ def write_manifest(sweep_dir: Path, sweep: Sweep) -> None:
         "swept": list(sweep.swept),
         "points": [{"name": p.name, "values": p.values, "seeds": list(p.config.seeds)} for p in sweep.points],
     }
-    write_text(sweep_dir / MANIFEST, yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120))
+    write_text(sweep_dir / MANIFEST, yaml.dump(data, Dumper=_PlainDumper, sort_keys=False, default_flow_style=None,
+                                               width=120))
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a value shared by several points (a grid's list) out each time, never as an alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+MANIFEST_NODES = 1_000_000  # values in a manifest, counting every use of a YAML alias
+
+
+def _walk_fits(value: Any, budget: int = MANIFEST_NODES) -> bool:
+    """Whether walking `value` visits at most `budget` values. A manifest from elsewhere may use
+    YAML aliases: a few hundred bytes of them nest into a structure that anything printing or
+    comparing the swept values would walk for ever (the "billion laughs"), or that holds itself."""
+    stack = [value]
+    while stack:
+        budget -= 1
+        if budget < 0:
+            return False
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    return True
 
 
 def load_manifest(path: str | Path) -> Manifest:
@@ -292,10 +319,13 @@ def load_manifest(path: str | Path) -> Manifest:
     file = path / MANIFEST
     if not file.is_file():
         raise UserError(f"{path} is not a sweep directory (no {MANIFEST}); run one with `dqnrun sweep SWEEP.yaml`")
+    text = read_text(file, "sweep manifest")  # a regular file of at most 1 MiB, as a config
     try:
-        data = yaml.safe_load(file.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError):
         raise UserError(f"{file} is damaged: not a readable sweep manifest") from None
+    if not _walk_fits(data):
+        raise UserError(f"{file} is damaged: it expands to more than {MANIFEST_NODES:,} values (YAML aliases?)")
     points = data.get("points") if isinstance(data, dict) else None
     if not isinstance(data, dict) or data.get("format") != SWEEP_FORMAT or not isinstance(points, list):
         raise UserError(f"{file} is not a dqnrun sweep manifest")

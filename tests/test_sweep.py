@@ -257,3 +257,37 @@ def test_the_shipped_ablation_sweeps_are_the_ablation_configs(sweep_file, folder
 
     for point in sweep.points:
         assert point.config == load_config(configs[point.name], [f"name={point.name}"])
+
+
+def test_a_grid_value_shared_by_points_is_written_out_in_the_manifest(tmp_path):
+    from dqnrun.sweep import write_manifest
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(TINY_RAW))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(
+        {"name": "s", "base": "base.yaml", "grid": {"network.hidden": [[8, 8], [16]], "agent.learning_rate": [0.1, 0.2]}}))
+    sweep = load_sweep(tmp_path / "s.yaml")
+    (tmp_path / "s").mkdir()
+    write_manifest(tmp_path / "s", sweep)
+    assert "&" not in (tmp_path / "s" / "sweep.yaml").read_text()  # no YAML anchor, no alias
+    assert [p.values["network.hidden"] for p in load_manifest(tmp_path / "s").points] == [[8, 8], [16], [8, 8], [16]]
+
+
+@pytest.mark.parametrize("text, problem", [
+    # Ten levels of ten aliases each: 10^10 values for anything that walks the swept values.
+    ("format: dqnrun-sweep\nswept: [agent.learning_rate]\nl0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+     + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 10))
+     + "points: [{name: a, values: {agent.learning_rate: *l9}}]\n", "expands to more than 1,000,000 values"),
+    ("format: dqnrun-sweep\nswept: &s [*s]\npoints: []\n", "expands to more than 1,000,000 values"),
+    ("format: dqnrun-sweep\npoints: []\n# " + "x" * (1 << 20) + "\n", "more than a sweep manifest can be"),
+])
+def test_a_hostile_manifest_is_one_line_and_nothing_walks_it(tmp_path, text, problem):
+    from dqnrun.sweep import MANIFEST
+
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / MANIFEST).write_text(text)
+    from dqnrun.errors import UserError
+
+    with pytest.raises(UserError, match=problem):
+        load_manifest(tmp_path / "study")
+    result = invoke("compare", tmp_path / "study")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
