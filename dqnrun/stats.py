@@ -26,6 +26,11 @@ from dqnrun.smoothing import smooth
 
 BOOTSTRAP_REPS = 10_000
 
+# What a run's score curve is, in the machine formats' `score_kind`:
+STEP_EVAL = "step_eval"  # greedy evaluation every `eval_every_steps` env steps (x: env steps)
+EPISODE_EVAL = "episode_eval"  # greedy evaluation after every training episode (the lecture's)
+TRAIN_RETURN = "train_return"  # the training episode's return (`eval_episodes: 0`)
+
 # The 0 of the normalised score: the mean return of a uniformly random policy, measured with
 # `python benchmarks/random_scores.py` (100 episodes, seeds 0..99; standard error in brackets).
 # The 1 is the environment's reward threshold from its Gymnasium spec, or `--norm ENV=LOW:HIGH`.
@@ -111,7 +116,7 @@ class Summary:
     window: int = LECTURE_WINDOW  # the smoothing window used
     p_improvement: float = math.nan  # P(this run > the baseline), same environment only
     normalised: float = math.nan  # mean over seeds of the normalised final score
-    kind: str = "episode_eval"  # the curve the scores come from: step_eval, episode_eval or train_return
+    kind: str = EPISODE_EVAL  # the curve the scores come from: step_eval, episode_eval or train_return
     eval_every: int | None = None  # eval_every_steps of a step-evaluated run
     last: int = 0  # scores (or evaluations) per seed averaged into the final score
     max_step: float | None = None  # a step-evaluated run compared up to this env step
@@ -180,12 +185,6 @@ def per_seed_points(run: Run, length: int | None = None) -> tuple[np.ndarray, np
 # ---------------------------------------------------------------------------------------------
 # Curves evaluated every N env steps (`eval_every_steps`)
 
-# What a run's score curve is, in the machine formats' `score_kind`:
-STEP_EVAL = "step_eval"  # greedy evaluation every `eval_every_steps` env steps (x: env steps)
-EPISODE_EVAL = "episode_eval"  # greedy evaluation after every training episode (the lecture's)
-TRAIN_RETURN = "train_return"  # the training episode's return (`eval_episodes: 0`)
-
-
 def score_kind(run: Run) -> str:
     """Which curve a run's final score and figure come from (STEP_EVAL, EPISODE_EVAL or TRAIN_RETURN)."""
     if run.is_lecture:
@@ -250,10 +249,11 @@ def on_grid(points: Sequence[tuple[np.ndarray, np.ndarray]], grid: np.ndarray) -
 
 
 def eval_curve(run: Run, grid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(grid points, seeds x points) of a step-evaluated run, over the grid points every pooled seed
-    with an evaluation covers (between its first and last evaluation). The curves are not smoothed: each point is
-    already the mean of `eval_episodes` greedy episodes, and `window` counts episodes."""
-    points = [(x, y) for x, y in eval_points(run) if len(x)]  # a seed that ended before its first evaluation has none
+    """(grid points, seeds x points) of a step-evaluated run, over the grid points that every pooled
+    seed with an evaluation covers (between its first and last evaluation). The curves are not
+    smoothed: each point is already the mean of `eval_episodes` greedy episodes, and `window`
+    counts episodes. A seed that ended before its first evaluation has no curve."""
+    points = [(x, y) for x, y in eval_points(run) if len(x)]
     grid = eval_grid([run]) if grid is None else np.asarray(grid, dtype=float)
     per_seed = on_grid(points, grid)
     covered = np.isfinite(per_seed).all(axis=0) if len(per_seed) else np.zeros(len(grid), bool)
