@@ -524,8 +524,6 @@ def _validate(c: Config, source: str) -> None:
     rules += [
         (v >= 1, f"speed.vectorize must be >= 1 (1 = one seed per process), got {v}"),
         (v <= MAX_SEEDS, f"speed.vectorize must be <= {MAX_SEEDS:,}, got {v:,}"),
-        (v == 1 or not a.distributional,
-         f"speed.vectorize {v} does not support agent.distributional yet; set speed.vectorize: 1"),
     ]
     for ok, message in rules:
         if not ok:

@@ -6,8 +6,8 @@ products), an update is one backward pass of the sum of the K losses (each seed'
 get exactly its own loss's gradient) and one optimizer step over the stacked tensors (RMSprop's
 and Adam's arithmetic is elementwise, so each seed's state evolves as it would alone). Every
 seed keeps its own random streams: the caller passes them, as to `Agent` (NoisyNet heads: each
-seed's own noise generator, drawn in `Agent`'s order). The distributional (C51) head is not
-supported yet.
+seed's own noise generator, drawn in `Agent`'s order). C51's update is `Agent`'s with the K
+seeds' rows as one batch.
 
 The numbers match K separate agents up to the last bits (batched kernels sum in another order);
 the initial weights, the exploration draws and the state dicts are exact, and `state_dicts` /
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from dqnrun.agent import UpdateResult, polyak_update, td_loss, td_target
+from dqnrun.agent import UpdateResult, categorical_projection, polyak_update, td_loss, td_target
 from dqnrun.config import AgentConfig
 from dqnrun.networks import NetworkSpec, NoisyLinear, QNetwork, dueling_q, scale_noise
 from dqnrun.optim import Adam, RMSprop
@@ -57,8 +57,6 @@ class StackedAgent:
 
     def __init__(self, spec: NetworkSpec, config: AgentConfig, device: torch.device | str,
                  torch_seeds: Sequence[int], noise_seeds: Sequence[int] | None = None):
-        if spec.distributional:
-            raise ValueError("stacked seeds support plain, dueling and noisy heads (not distributional yet)")
         if spec.noisy and (noise_seeds is None or len(noise_seeds) != len(torch_seeds)):
             raise ValueError("noisy heads need a noise seed per seed")
         self.config = config
@@ -84,16 +82,22 @@ class StackedAgent:
         # arithmetic at these sizes); any other trunk: vmap over functional_call.
         self._q = self._mlp_forward if spec.trunk == "mlp" and not buffers else vmap(self._forward)
         self.noisy = spec.noisy
+        # Noisy and distributional heads have buffers (noise, C51's support): vmap over
+        # functional_call with each seed's buffers, (K, n), for the online and target networks.
+        self._buffered = spec.noisy or spec.distributional
+        if self._buffered:
+            self._buffer_names = list(buffers)
+            self._online_buffers = [buffers[n].clone() for n in self._buffer_names]
+            self._target_buffers = [buffers[n].clone() for n in self._buffer_names]
+            self._calls = {(method, noise): vmap(partial(self._call, _Method(self._base, method), noise=noise))
+                           for method in ("forward", "log_probs") for noise in (False, True)}
         if spec.noisy:
-            # NoisyNet (Fortunato et al. 2018): each seed's own CPU generator, as `Agent`'s, and
-            # each seed's noise buffers (eps_in, eps_out of every noisy layer), (K, n), for the
-            # online and the target network; drawn only for the seeds that use them.
+            # NoisyNet (Fortunato et al. 2018): each seed's own CPU generator, as `Agent`'s; the
+            # noise is drawn only for the seeds that use it.
             self.noise = [torch.Generator().manual_seed(s) for s in noise_seeds]
-            self._noise_names = list(buffers)
-            self._online_noise = [buffers[n].clone() for n in self._noise_names]
-            self._target_noise = [buffers[n].clone() for n in self._noise_names]
             self._noisy_layers = [m for m in self._base.modules() if isinstance(m, NoisyLinear)]
-            self._noisy_q = {noise: vmap(partial(self._forward_noisy, noise=noise)) for noise in (False, True)}
+        if spec.distributional:
+            self._support = torch.linspace(spec.v_min, spec.v_max, spec.atoms, device=self.device)
         self._spec = spec
         self.optimizer = STACKED_OPTIMIZERS[config.optimizer](self.online, config.learning_rate, self.k)
         self._n_step = config.n_step > 1
@@ -102,16 +106,21 @@ class StackedAgent:
     def _forward(self, params: tuple[torch.Tensor, ...], obs: torch.Tensor) -> torch.Tensor:
         return functional_call(self._base, ({**dict(zip(self._names, params)), **self._buffers}), (obs,))
 
-    def _forward_noisy(self, params: tuple[torch.Tensor, ...], noise_buffers: tuple[torch.Tensor, ...],
-                       obs: torch.Tensor, noise: bool) -> torch.Tensor:
-        state = {**dict(zip(self._names, params)), **dict(zip(self._noise_names, noise_buffers))}
-        return functional_call(self._base, state, (obs,), {"noise": noise})
+    def _call(self, method: "_Method", params: tuple[torch.Tensor, ...], buffers: tuple[torch.Tensor, ...],
+              obs: torch.Tensor, noise: bool) -> torch.Tensor:
+        state = {f"net.{n}": t for n, t in zip((*self._names, *self._buffer_names), (*params, *buffers))}
+        return functional_call(method, state, (obs,), {"noise": noise})
+
+    def _buffered_call(self, method: str, obs: torch.Tensor, target: bool, noise: bool) -> torch.Tensor:
+        params = tuple(self.target if target else self.online)
+        buffers = tuple(self._target_buffers if target else self._online_buffers)
+        return self._calls[method, noise](params, buffers, obs)
 
     @torch.no_grad()
     def _resample(self, buffers: list[torch.Tensor], seeds: np.ndarray) -> None:
         """New noise for `seeds`, each from its own generator, drawn exactly as
         `QNetwork.reset_noise` draws it (layer by layer, eps_in then eps_out)."""
-        by_name = dict(zip(self._noise_names, buffers))
+        by_name = dict(zip(self._buffer_names, buffers))
         names = {id(m): n for n, m in self._base.named_modules()}
         for k in seeds:
             generator = self.noise[k]
@@ -145,10 +154,9 @@ class StackedAgent:
     def q_values(self, obs: torch.Tensor, target: bool = False, noise: bool = False) -> torch.Tensor:
         """Q-values (K, B, A) of observations (K, B, *obs_shape), seed k's batch by seed k's network.
         Noisy heads use their mean weights unless `noise` is set (then the drawn noise)."""
-        params = tuple(self.target if target else self.online)
-        if self.noisy:
-            return self._noisy_q[noise](params, tuple(self._target_noise if target else self._online_noise), obs)
-        return self._q(params, obs)
+        if self._buffered:
+            return self._buffered_call("forward", obs, target, noise)
+        return self._q(tuple(self.target if target else self.online), obs)
 
     @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
@@ -161,8 +169,8 @@ class StackedAgent:
         """Seed k's greedy actions (B,) for observations (B, *obs_shape), its network alone."""
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         params = tuple(p[k:k + 1] for p in self.online)
-        if self.noisy:  # the mean weights, as `Agent.greedy`
-            q = self._noisy_q[False](params, tuple(b[k:k + 1] for b in self._online_noise), x[None])
+        if self._buffered:  # noisy heads: the mean weights, as `Agent.greedy`
+            q = self._calls["forward", False](params, tuple(b[k:k + 1] for b in self._online_buffers), x[None])
         else:
             q = self._q(params, x[None])
         return q[0].argmax(dim=1).cpu().numpy()
@@ -182,7 +190,7 @@ class StackedAgent:
                 actions[i] = int(rngs[i].integers(self.n_actions))
         greedy = acting & (actions < 0)
         if greedy.any() and self.noisy:
-            self._resample(self._online_noise, np.flatnonzero(greedy))
+            self._resample(self._online_buffers, np.flatnonzero(greedy))
             with torch.no_grad():
                 x = torch.as_tensor(obs[:, None], dtype=torch.float32, device=self.device)
                 actions[greedy] = self.q_values(x, noise=True).argmax(dim=2).cpu().numpy()[greedy, 0]
@@ -199,17 +207,26 @@ class StackedAgent:
         """
         frozen = None if active is None or active.all() else np.flatnonzero(~active)
         kept = self._snapshot(frozen) if frozen is not None else None
-        c = self.config
-        noisy = self.noisy
         # Noisy heads: independent noise for the target, the online network's choice at s' and
         # the online network trained, drawn in `Agent.update`'s order, by the learning seeds only.
         learning = np.arange(self.k) if active is None else np.flatnonzero(active)
+        if self._spec.distributional:
+            learned = self._update_distributional(batch, learning)
+        else:
+            learned = self._update_q(batch, learning)
+        if kept is not None:
+            self._restore(frozen, kept)
+        return learned
+
+    def _update_q(self, batch: Batch, learning: np.ndarray) -> UpdateResult:
+        c = self.config
+        noisy = self.noisy
         with torch.no_grad():
             if noisy:
-                self._resample(self._target_noise, learning)
+                self._resample(self._target_buffers, learning)
             next_q_target = self.q_values(batch.next_obs, target=True, noise=noisy)
             if c.double and noisy:
-                self._resample(self._online_noise, learning)
+                self._resample(self._online_buffers, learning)
             next_q_online = self.q_values(batch.next_obs, noise=noisy) if c.double else None
             discounts = batch.discounts if self._n_step else None
             # The target is row by row: the K seeds' rows as one batch of K * B.
@@ -219,7 +236,7 @@ class StackedAgent:
                                None if next_q_online is None else next_q_online.reshape(k * b, a),
                                None if discounts is None else discounts.reshape(-1)).reshape(k, b)
         if noisy:
-            self._resample(self._online_noise, learning)
+            self._resample(self._online_buffers, learning)
         q = self.q_values(batch.obs, noise=noisy).gather(2, batch.actions.unsqueeze(2)).squeeze(2)
         td_errors = target - q
 
@@ -228,10 +245,45 @@ class StackedAgent:
 
         losses = vmap(loss_of, in_dims=(0, 0 if batch.weights is not None else None))(td_errors, batch.weights)
         self._step(losses.sum())  # seed k's parameters: the gradient of seed k's loss alone
-        if kept is not None:
-            self._restore(frozen, kept)
         q = q.detach()
         return UpdateResult(losses.detach(), td_errors.detach(), q.abs().amax(dim=1), q.mean(dim=1))
+
+    def _update_distributional(self, batch: Batch, learning: np.ndarray) -> UpdateResult:
+        """`Agent._update_distributional` (C51, Bellemare et al. 2017, Algorithm 1, with Double
+        DQN's action choice) for every seed: the projection is row by row, so the K seeds' rows
+        are one batch of K * B; each seed's loss is the mean of its own rows' cross-entropies."""
+        c, spec, noisy = self.config, self._spec, self.noisy
+        k, b = batch.rewards.shape
+        n = spec.atoms
+        discounts = batch.discounts if self._n_step else torch.full_like(batch.rewards, c.gamma)
+        with torch.no_grad():
+            if noisy:
+                self._resample(self._target_buffers, learning)
+            next_log_probs = self._buffered_call("log_probs", batch.next_obs, True, noisy)  # (K, B, A, N)
+            if c.double:
+                if noisy:
+                    self._resample(self._online_buffers, learning)
+                next_q = self.q_values(batch.next_obs, noise=noisy)
+            else:
+                next_q = (next_log_probs.exp() * self._support).sum(dim=3)
+            best = next_q.argmax(dim=2)
+            chosen = next_log_probs.gather(2, best[:, :, None, None].expand(k, b, 1, n)).squeeze(2)
+            m = categorical_projection(chosen.exp().reshape(k * b, n), batch.rewards.reshape(-1),
+                                       discounts.reshape(-1), batch.terminated.reshape(-1),
+                                       spec.v_min, spec.v_max).reshape(k, b, n)
+        if noisy:
+            self._resample(self._online_buffers, learning)
+        log_probs = self._buffered_call("log_probs", batch.obs, False, noisy)
+        log_probs = log_probs.gather(2, batch.actions[:, :, None, None].expand(k, b, 1, n)).squeeze(2)
+        cross_entropy = -(m * log_probs).sum(dim=2)  # (K, B)
+        weighted = cross_entropy if batch.weights is None else batch.weights * cross_entropy
+        losses = weighted.mean(dim=1)
+        self._step(losses.sum())
+        with torch.no_grad():
+            # KL(m || p) = cross-entropy - entropy(m), with 0 log 0 = 0.
+            kl = cross_entropy + torch.special.xlogy(m, m).sum(dim=2)
+            q = (log_probs.exp() * self._support).sum(dim=2)
+        return UpdateResult(losses.detach(), kl, q.abs().amax(dim=1), q.mean(dim=1))
 
     def _per_seed(self) -> list[torch.Tensor]:
         """Every tensor an update changes, each with the seed axis first."""
@@ -313,6 +365,17 @@ class StackedAgent:
             raise ValueError(f"{len(states)} states for {self.k} stacked seeds")
         for k, state in enumerate(states):
             self.load_state_dict_of(k, state)
+
+
+class _Method(torch.nn.Module):
+    """`net.<method>(obs, noise=...)` as a module's forward, for `functional_call`."""
+
+    def __init__(self, net: QNetwork, method: str):
+        super().__init__()
+        self.net, self.method = net, method
+
+    def forward(self, obs: torch.Tensor, noise: bool = False) -> torch.Tensor:
+        return getattr(self.net, self.method)(obs, noise=noise)
 
 
 class Slot:

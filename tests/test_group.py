@@ -54,6 +54,8 @@ SWITCHES = {
     "polyak": dict(variant="dueling"),
     "max-steps": dict(max_steps=45),  # ends inside an episode
     "noisy": dict(agent={"noisy": True, "dueling": True}, epsilon={"max": 0.0, "min": 0.0, "decay_steps": 1}),
+    "rainbow": dict(variant="rainbow", epsilon={"max": 0.0, "min": 0.0, "decay_steps": 1},
+                    agent={"v_min": 0.0, "v_max": 10.0, "atoms": 11, "target_update_steps": 8}),
 }
 
 
@@ -90,7 +92,11 @@ FRAMES = dict(env="custom_envs:dqnrun-test/Grid-v0", env_kwargs={"channels": 1},
 NOISY = dict(MASKED, agent={**MASKED["agent"], "noisy": True}, epsilon={"max": 0.5, "min": 0.0, "decay_steps": 100})
 
 
-@pytest.mark.parametrize("switches", [MASKED, FRAMES, NOISY], ids=["cartpole-per-nstep-adam", "frames-cnn", "noisy"])
+RAINBOW = dict(MASKED, variant="rainbow", agent={**MASKED["agent"], "atoms": 11, "v_min": 0.0, "v_max": 50.0})
+
+
+@pytest.mark.parametrize("switches", [MASKED, FRAMES, NOISY, RAINBOW],
+                         ids=["cartpole-per-nstep-adam", "frames-cnn", "noisy", "rainbow"])
 def test_a_seeds_numbers_do_not_depend_on_the_other_seeds_of_its_group(switches):
     c = config(**switches)
     spec = plan(c, 1)
@@ -103,7 +109,7 @@ def test_a_seeds_numbers_do_not_depend_on_the_other_seeds_of_its_group(switches)
         assert both[3].steps[-1] != both[4].steps[-1]  # they did finish at different times
 
 
-@pytest.mark.parametrize("switches", [MASKED, NOISY], ids=["per-nstep-adam", "noisy"])
+@pytest.mark.parametrize("switches", [MASKED, NOISY, RAINBOW], ids=["per-nstep-adam", "noisy", "rainbow"])
 def test_interrupting_a_group_anywhere_and_resuming_gives_bitwise_the_same_results(switches):
     c = config(**{**switches, "checkpoint_every": 2})
     spec = plan(c, 1)
@@ -229,13 +235,11 @@ def test_a_vectorised_run_that_crashed_resumes_from_its_seeds_checkpoints(tiny_c
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--vectorize", "2", "--set", "variant=rainbow"],
-     "speed.vectorize 2 does not support agent.distributional yet; set speed.vectorize: 1"),
-    (["--vectorize", "3", "--set", "agent.distributional=true"],
-     "speed.vectorize 3 does not support agent.distributional yet; set speed.vectorize: 1"),
     (["--vectorize", "0"], "speed.vectorize must be >= 1 (1 = one seed per process), got 0"),
+    (["--vectorize", "1001"], "speed.vectorize must be <= 1,000, got 1,001"),
+    (["--vectorize", "two"], "Invalid value for '--vectorize'"),
 ])
-def test_what_vectorised_seeds_cannot_do_is_one_line_and_exit_2(tiny_config, tmp_path, args, message):
+def test_a_bad_vectorize_is_one_line_and_exit_2(tiny_config, tmp_path, args, message):
     result = train(str(tiny_config()), "--out", str(tmp_path), *args)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output

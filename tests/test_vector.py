@@ -238,3 +238,39 @@ def test_noisy_heads_draw_each_seeds_noise_as_its_agent_does(dueling):
     for agent, state in zip(agents, stacked.state_dicts()):  # the generators drew alike
         assert torch.equal(state["noise"], agent.state_dict()["noise"])
     np.testing.assert_array_equal(stacked.slot(2).greedy(obs), agents[2].greedy(obs))  # mean weights
+
+
+@pytest.mark.parametrize("changes", [
+    dict(double=True, noisy=True, dueling=True, n_step=3, prioritized=True),
+    dict(double=False),
+], ids=["rainbow", "c51-dqn"])
+def test_c51_updates_match_separate_agents(changes):
+    dueling, noisy = changes.pop("dueling", False), changes.get("noisy", False)
+    spec = NetworkSpec(1, 2, (16, 8), dueling, noisy=noisy, atoms=11, v_min=0.0, v_max=10.0)
+    config = AgentConfig(gamma=0.9, learning_rate=0.01, distributional=True, atoms=11, v_min=0.0, v_max=10.0,
+                         **changes)
+    noise_seeds = (7, 8, 9)
+    agents = [Agent(spec, config, "cpu", torch_seed=s, noise_seed=n) for s, n in zip(SEEDS, noise_seeds)]
+    stacked = StackedAgent(spec, config, "cpu", SEEDS, noise_seeds)
+    rng = np.random.default_rng(6)
+    for step in range(20):
+        active = np.array([True, step % 4 != 1, True])
+        batches = [chain_batch(rng, 16, changes.get("prioritized", False), changes.get("n_step", 1) > 1)
+                   for _ in SEEDS]
+        together = stacked.update(stack_batches(batches), active)
+        for k in np.flatnonzero(active):
+            learned = agents[k].update(batches[k])
+            torch.testing.assert_close(together.loss[k], learned.loss, **TOL)
+            torch.testing.assert_close(together.td_errors[k], learned.td_errors, **TOL)  # the KL
+            torch.testing.assert_close(together.max_q[k], learned.max_q, **TOL)
+            torch.testing.assert_close(together.mean_q[k], learned.mean_q, **TOL)
+        if step % 5 == 4:
+            for agent in agents:
+                agent.sync_target()
+            stacked.sync_target()
+    # RMSprop divides by sqrt(v): rounding differences in tiny gradients grow over 20 steps.
+    for agent, state in zip(agents, stacked.state_dicts()):
+        for name, value in agent.online.state_dict().items():
+            torch.testing.assert_close(state["online"][name], value, rtol=1e-3, atol=1e-4)
+    obs = np.linspace(0, 1, 5, dtype=np.float32)[:, None]
+    np.testing.assert_array_equal(stacked.slot(1).greedy(obs), agents[1].greedy(obs))
