@@ -174,10 +174,15 @@ def run_many(
     device: str,
     on_event: Callable[[SeedsToRun, Event], None],
     scheduler: str | None = None,
+    on_run_done: Callable[[SeedsToRun], None] | None = None,
 ) -> bool:
     """Train the seeds of every run in one pool of chunk tasks (see workers.py); each run's
-    files are written here as its chunks end. False when Ctrl-C or SIGTERM stopped it."""
+    files are written here as its chunks end, and `on_run_done` hears of each run whose seeds
+    have all finished (with their files written) while the others train on. False when Ctrl-C
+    or SIGTERM stopped it."""
     from dqnrun import workers
+
+    training = {id(run): set(run.seeds) for run in runs}
 
     chains = []
     for run in runs:
@@ -193,6 +198,10 @@ def run_many(
     def on_chunk(chain: workers.Chain, chunk: ChunkResult) -> None:
         run = chain.key[0]
         save_chunk(run.run_dir, run.config, run.spec, chunk)
+        if chunk.result is not None and chunk.seed in training[id(run)]:
+            training[id(run)].discard(chunk.seed)
+            if not training[id(run)] and on_run_done is not None:
+                on_run_done(run)
 
     return workers.run_chains(chains, lambda chain, event: on_event(chain.key[0], event), on_chunk,
                               jobs=jobs, scheduler=scheduler)
@@ -614,18 +623,27 @@ def _execute_many(run_plans: Sequence[RunPlan], on_event: Callable[[RunPlan, Eve
         if on_event is not None:
             on_event(plan, event)
 
+    assembled: dict[int, Run] = {}
+
+    def run_done(run: SeedsToRun) -> None:  # a sweep's finished point can be opened while the rest train
+        plan = by_run[id(run)]
+        if len(run_plans) > 1 and not pending_seeds(plan.run_dir, plan.config):
+            recorders[id(plan)].close()
+            assembled[id(plan)] = assemble(plan.run_dir, plan.config, plan.device)
+            RunDir(plan.run_dir).training_marker.unlink(missing_ok=True)  # nothing trains it any more
+
     first = run_plans[0]
     try:
         with ExitStack() as stack:
             for p in run_plans:
                 stack.enter_context(RunDir(p.run_dir).training())
-            run_many(todo, jobs or first.jobs, first.device, handle, first.scheduler)
+            run_many(todo, jobs or first.jobs, first.device, handle, first.scheduler, run_done)
     finally:
         for recorder in recorders.values():
             recorder.close()
     outcomes = []
     for p in run_plans:
         unfinished = pending_seeds(p.run_dir, p.config)  # diverged seeds are finished too
-        run = None if unfinished else assemble(p.run_dir, p.config, p.device)
+        run = None if unfinished else assembled.get(id(p)) or assemble(p.run_dir, p.config, p.device)
         outcomes.append(Outcome(p.run_dir, run, unfinished))
     return outcomes

@@ -840,6 +840,9 @@ def load_run(path: str | Path) -> Run:
         run_dir = RunDir(path)
         file = run_dir.results_file
         if not file.exists():
+            if run_dir.config_file.exists() and run_dir.is_training():
+                raise UserError(f"{path} is still training ({run_dir.training_owner()}); open it when it finishes "
+                                f"(`dqnrun list {path.parent}` shows its progress)")
             if run_dir.config_file.exists():
                 raise UserError(
                     f"{path} is an unfinished run (no {RESULTS_FILE} yet); "

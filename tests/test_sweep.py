@@ -291,3 +291,48 @@ def test_a_hostile_manifest_is_one_line_and_nothing_walks_it(tmp_path, text, pro
         load_manifest(tmp_path / "study")
     result = invoke("compare", tmp_path / "study")
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_finished_point_opens_while_the_sweep_trains_the_others(study, tmp_path):
+    from dqnrun import load_run
+    from dqnrun.errors import UserError
+    from dqnrun.sweep import execute_sweep, start_sweep
+    from dqnrun.trainer import EpisodeEnd
+
+    root, trained = study
+    plan = start_sweep(root / "study.yaml", out=tmp_path, jobs=1)
+    seen = {}  # point -> what load_run said of the point before it when its first episode ended
+
+    def on_event(point, event):
+        names = list(POINTS)
+        if isinstance(event, EpisodeEnd) and event.episode == 1 and point not in seen and names.index(point) > 0:
+            before = tmp_path / "study" / names[names.index(point) - 1]
+            try:
+                seen[point] = load_run(before).scores.shape
+            except UserError as e:
+                seen[point] = str(e)
+
+    execute_sweep(plan, on_event)
+    # One job, depth first: every earlier point is complete, saved and openable (2 seeds x 6 episodes).
+    assert seen == {name: (2, 6) for name in list(POINTS)[1:]}
+    assert_points_equal(tmp_path / "study", trained)  # and nothing else changed
+    assert not list((tmp_path / "study").glob("*/.training"))
+
+
+def test_a_point_still_training_says_so_when_opened(tmp_path):
+    import os
+    import socket
+
+    from dqnrun import load_run
+    from dqnrun.errors import UserError
+
+    run = tmp_path / "point"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(TINY_RAW))
+    (run / ".training").write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    with pytest.raises(UserError, match=rf"point is still training \(process {os.getpid()} on .*\); open it when it "
+                                        rf"finishes \(`dqnrun list {tmp_path}` shows its progress\)"):
+        load_run(run)
+    (run / ".training").write_text("999999999 " + socket.gethostname() + "\n")  # a dead process's marker
+    with pytest.raises(UserError, match="is an unfinished run"):
+        load_run(run)
