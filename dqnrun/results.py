@@ -222,11 +222,19 @@ class RunDir:
         """Present while a process trains this run: `<pid> <host>`."""
         return self.path / ".training"
 
-    def marked_by_me(self) -> bool:
+    def _marker(self) -> tuple[int, str] | None:
+        """(pid, host) from the training marker; None when there is none or it is not one of
+        ours (a run folder from elsewhere may hold anything there, a FIFO included)."""
         try:
-            return int(self.training_marker.read_text().split()[0]) == os.getpid()
-        except (OSError, ValueError, IndexError):
-            return False
+            with open_regular(self.training_marker, "training marker", max_bytes=4096) as f:
+                pid, host = f.read().decode("utf-8").split()
+            return int(pid), host
+        except (UserError, OSError, ValueError):
+            return None
+
+    def marked_by_me(self) -> bool:
+        marker = self._marker()
+        return marker is not None and marker[0] == os.getpid()
 
     def mark_training(self) -> None:
         import socket
@@ -244,26 +252,22 @@ class RunDir:
 
     def training_owner(self) -> str:
         """Who trains the run, in words (from the marker)."""
-        try:
-            pid, host = self.training_marker.read_text().split()
-        except (OSError, ValueError):
-            return "unknown"
-        return f"process {pid} on {host}"
+        marker = self._marker()
+        return "unknown" if marker is None else f"process {marker[0]} on {marker[1][:60]}"
 
     def is_training(self) -> bool:
         """True while a live process trains this run (a marker left by a killed one does not count)."""
         import socket
 
-        try:
-            pid, host = self.training_marker.read_text().split()
-            pid = int(pid)
-        except (OSError, ValueError):
+        marker = self._marker()
+        if marker is None or marker[0] <= 0:
             return False
+        pid, host = marker
         if host != socket.gethostname():
             return True  # another machine's process: assume it lives
         try:
             os.kill(pid, 0)
-        except ProcessLookupError:
+        except (ProcessLookupError, OverflowError):  # OverflowError: no process has such a pid
             return False
         except PermissionError:
             return True
@@ -375,7 +379,7 @@ def claim_run_dir(out: str | Path, name: str, force: bool = False) -> tuple[Path
     if path.exists() and force:
         if RunDir(path).is_training() and not RunDir(path).marked_by_me():
             raise UserError(f"{path} is being trained by another dqnrun process "
-                            f"({RunDir(path).training_marker.read_text().strip()[:60]}); "
+                            f"({RunDir(path).training_owner()}); "
                             "stop it first, or choose another --name")
         shutil.rmtree(path)
         note = f"--force: replaced the earlier run in {path}"
@@ -414,22 +418,33 @@ def metrics_header() -> str:
     return ",".join(METRICS_COLUMNS) + "\n"
 
 
+MAX_METRICS_BYTES = 1 << 30  # a metrics file: about 100 bytes per episode
+
+
 def count_metrics_rows(path: Path) -> int:
-    try:
-        with open(path, "rb") as f:
-            lines = sum(1 for line in f if line.endswith(b"\n"))
-    except OSError:
+    """Complete rows of a metrics file (0 if there is none); a FIFO or device is a UserError."""
+    if not path.exists() and not path.is_symlink():
         return 0
+    with open_regular(path, "metrics file", MAX_METRICS_BYTES) as f:
+        lines = sum(1 for line in f if line.endswith(b"\n"))
     return max(0, lines - 1)
+
+
+def _metrics_text(path: Path) -> str:
+    with open_regular(path, "metrics file", MAX_METRICS_BYTES) as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: damaged: not a metrics file (not UTF-8 text)") from None
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:
     """A metrics CSV as {column: float array} (empty cells are NaN); missing file: no rows."""
     columns: dict[str, list[float]] = {}
-    try:
-        text = path.read_text()
-    except OSError:
+    if not path.exists() and not path.is_symlink():
         return {c: np.zeros(0) for c in METRICS_COLUMNS}
+    text = _metrics_text(path)
     reader = csv.reader(io.StringIO(text))
     header = next(reader, [])
     columns = {c: [] for c in header}
@@ -456,9 +471,8 @@ class MetricsFile:
         """Open for appending after `episodes` rows; `rows` (the checkpoint's) fill any it lacks."""
         self.path.parent.mkdir(exist_ok=True)  # not the run directory: see atomic_path
         kept = [metrics_header()]
-        if episodes and self.path.exists():
-            with open(self.path) as f:
-                lines = f.readlines()
+        if episodes and (self.path.exists() or self.path.is_symlink()):
+            lines = _metrics_text(self.path).splitlines(keepends=True)
             if lines and lines[0] == metrics_header():
                 kept += [line for line in lines[1:episodes + 1] if line.endswith("\n")]
         # Rows the file lacks (the client stopped before writing them) come from the checkpoint.

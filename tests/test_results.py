@@ -167,3 +167,48 @@ def test_evaluation_files_are_named_by_the_run_directory_and_never_lost(tmp_path
     run_dir.evaluation().write_text('{"format": "other"}')
     with pytest.raises(UserError, match="is not a dqnrun evaluation file"):
         run_dir.read_evaluation()
+
+
+@pytest.fixture
+def no_hang():
+    """A read that blocks (a FIFO) fails the test instead of hanging it."""
+    import signal
+
+    signal.signal(signal.SIGALRM, lambda *a: pytest.fail("timed out: a read blocked"))
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+
+
+@pytest.mark.parametrize("fifo", [".training", "metrics/seed-12.csv"])
+def test_list_of_a_run_folder_with_a_fifo_answers(tmp_path, fifo, no_hang):
+    """A run folder from elsewhere may hold a FIFO where a small file belongs: `dqnrun list`
+    answers (the marker is ignored, a metrics file makes the run unreadable), never blocks."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from dqnrun.cli import app
+
+    (tmp_path / "run" / "metrics").mkdir(parents=True)
+    shutil.copy(SHIPPED / "ddqn" / "config.yaml", tmp_path / "run" / "config.yaml")
+    os.mkfifo(tmp_path / "run" / fifo)
+    result = CliRunner().invoke(app, ["list", str(tmp_path)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    row = " ".join(result.output.split())
+    if fifo == ".training":
+        assert "interrupted: episodes done 12: 0" in row
+    else:
+        assert "unreadable:" in row and "seed-12.csv is not a regular file" in row
+
+
+def test_a_training_marker_from_elsewhere_is_only_read_as_pid_and_host(tmp_path):
+    import socket
+
+    run = RunDir(tmp_path)
+    host = socket.gethostname()  # this machine: the pid is checked
+    for text in (f"99999999999999999999999 {host}\n", f"0 {host}\n", f"-1 {host}\n", "x" * 10_000, "1 2 3\n"):
+        run.training_marker.write_text(text)
+        assert not run.is_training() and not run.marked_by_me()
+    run.mark_training()
+    assert run.is_training() and run.marked_by_me() and run.training_owner().startswith(f"process {os.getpid()} on ")
