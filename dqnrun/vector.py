@@ -95,7 +95,8 @@ class StackedAgent:
             # NoisyNet (Fortunato et al. 2018): each seed's own CPU generator, as `Agent`'s; the
             # noise is drawn only for the seeds that use it.
             self.noise = [torch.Generator().manual_seed(s) for s in noise_seeds]
-            self._noisy_layers = [m for m in self._base.modules() if isinstance(m, NoisyLinear)]
+            self._noisy_layers = [(name, m.in_features, m.out_features) for name, m in self._base.named_modules()
+                                  if isinstance(m, NoisyLinear)]  # `QNetwork.noisy_layers`' order
         if spec.distributional:
             self._support = torch.linspace(spec.v_min, spec.v_max, spec.atoms, device=self.device)
         self._spec = spec
@@ -121,15 +122,13 @@ class StackedAgent:
         """New noise for `seeds`, each from its own generator, drawn exactly as
         `QNetwork.reset_noise` draws it (layer by layer, eps_in then eps_out)."""
         by_name = dict(zip(self._buffer_names, buffers))
-        names = {id(m): n for n, m in self._base.named_modules()}
         for k in seeds:
             generator = self.noise[k]
-            for layer in self._noisy_layers:
-                eps = torch.randn(layer.in_features + layer.out_features, generator=generator, device=generator.device)
+            for name, n_in, n_out in self._noisy_layers:
+                eps = torch.randn(n_in + n_out, generator=generator, device=generator.device)
                 eps = scale_noise(eps).to(self.device)
-                name = names[id(layer)]
-                by_name[f"{name}.eps_in"][k].copy_(eps[: layer.in_features])
-                by_name[f"{name}.eps_out"][k].copy_(eps[layer.in_features:])
+                by_name[f"{name}.eps_in"][k].copy_(eps[:n_in])
+                by_name[f"{name}.eps_out"][k].copy_(eps[n_in:])
 
     def _mlp_forward(self, params: tuple[torch.Tensor, ...], obs: torch.Tensor) -> torch.Tensor:
         """QNetwork's forward (MLP trunk, plain or dueling head) for stacked weights: seed k's
