@@ -277,6 +277,9 @@ class PointRow:
     progress: dict[int, int] = field(default_factory=dict)  # seed -> episodes done
     scores: dict[int, list[float]] = field(default_factory=dict)  # seed -> scores seen by this display
     best_scores: dict[int, float] = field(default_factory=dict)  # seed -> its best evaluation score
+    # seed -> (env step, score) of its last evaluation, for a point evaluated every N env steps
+    # (its per-episode score is then the training return, not an evaluation)
+    last_evaluations: dict[int, tuple[int, float]] = field(default_factory=dict)
     current: float = math.nan  # the mean over seeds of each one's last-window mean: moves with the schedule
     best: float = math.nan
 
@@ -290,7 +293,12 @@ class PointRow:
             self.progress[event.seed] = event.episode
             self.best_scores[event.seed] = event.best_score
             self.scores.setdefault(event.seed, []).append(event.score)
-            recent = [sum(s[-self.window:]) / len(s[-self.window:]) for s in self.scores.values() if s]
+            if event.evaluations:
+                self.last_evaluations[event.seed] = event.evaluations[-1]
+            if self.last_evaluations:  # evaluated every N env steps: each seed's last evaluation
+                recent = [score for _, score in self.last_evaluations.values()]
+            else:
+                recent = [sum(s[-self.window:]) / len(s[-self.window:]) for s in self.scores.values() if s]
             self.current = sum(recent) / len(recent)
             if not self.best >= self.current:  # also when best is nan
                 self.best = self.current
@@ -310,8 +318,11 @@ class SweepDisplay:
 
     def render(self) -> Table:
         table = Table(title=self.title, title_justify="left", expand=False)
-        for col in ("point", "seeds done", "episodes trained", "smoothed score", "best smoothed"):
+        for col in ("point", "seeds done", "episodes trained", "score", "best score"):
             table.add_column(col, justify="left" if col == "point" else "right")
+        if any(r.last_evaluations for r in self.rows.values()):
+            table.caption = ("score: mean over seeds of the smoothed score, or of the last evaluation "
+                             "for points evaluated every N env steps")
         for r in self.rows.values():
             trained = sum(r.progress.values())
             table.add_row(r.name, f"{r.done}/{r.seeds}", f"{trained:,}" if trained else "-",
@@ -346,7 +357,10 @@ class LiveSweep:
             row = self.display.rows[point]  # (a seed stopped before it began is not worth a line)
             # The seed's own numbers: they do not depend on which seeds happened to run beside it.
             smoothed = row.seed_smoothed(event.seed)
+            last = row.last_evaluations.get(event.seed)
+            score = (f", last evaluation {fmt_score(last[1])} at {last[0]:,} env steps" if last is not None
+                     else "" if math.isnan(smoothed) else f", smoothed score {fmt_score(smoothed)}")
             self.out.print(f"{point}: seed {event.seed} {event.status} after {row.progress.get(event.seed, 0)} "
-                           f"episodes" + ("" if math.isnan(smoothed) else f", smoothed score {fmt_score(smoothed)}")
+                           f"episodes" + score
                            + f", best {fmt_score(row.best_scores.get(event.seed, math.nan))} "
                            f"({row.done}/{row.seeds} seeds done)")

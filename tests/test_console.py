@@ -139,3 +139,25 @@ def test_a_stopped_seed_row_says_where_it_stopped_once():
         "stopped after episode 28", "stopped before episode 1", "stopped after episode 25"]
     display.handle(SeedEnd(1, "diverged", "loss or Q-value not finite at episode 30, step 400"))
     assert display.rows[1].status == "diverged: loss or Q-value not finite at episode 30, step 400"
+
+
+def test_a_point_evaluated_every_n_steps_reports_its_evaluations_not_its_training_returns():
+    import io
+
+    from rich.console import Console
+
+    from dqnrun.console import LiveSweep, PointRow, SweepDisplay
+    from dqnrun.trainer import EpisodeEnd, SeedEnd
+
+    out = io.StringIO()
+    display = SweepDisplay("sweep", [PointRow("acro", seeds=2, episodes=100, window=2)])
+    with LiveSweep(display, Console(file=out, width=200, force_terminal=False)) as live:
+        # training returns -500, -400, -300; evaluations at steps 500 and 1,000 inside episodes 1 and 3
+        for episode, (ret, evals) in enumerate([(-500.0, ((500, -480.0),)), (-400.0, ()), (-300.0, ((1000, -90.5),))], 1):
+            live.handle("acro", EpisodeEnd(1, episode, 100, 400 * episode, ret, -90.5, 3, ret, 0.1, evaluations=evals))
+        live.handle("acro", EpisodeEnd(2, 1, 100, 500, -500.0, -200.0, 1, -500.0, 0.1, evaluations=((500, -200.0),)))
+        row = display.rows["acro"]
+        assert row.current == (-90.5 + -200.0) / 2  # the seeds' last evaluations, not the returns
+        live.handle("acro", SeedEnd(1, "complete"))
+    assert out.getvalue().strip() == ("acro: seed 1 complete after 3 episodes, last evaluation -90.5 at 1,000 env "
+                                      "steps, best -90.5 (1/2 seeds done)")
