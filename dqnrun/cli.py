@@ -346,13 +346,14 @@ def sweep(
     plan = sweeps.start_sweep(sweep_path, overrides=set_, seeds=seed_list, name=name, out=out, force=force,
                               resume=resume, jobs=jobs, device=device, scheduler=scheduler)
     for note in plan.notes:
-        console.print(f"[yellow]{note}[/yellow]")
+        console.print(f"[yellow]{esc(note)}[/yellow]")
     where = f"Dask scheduler {scheduler}" if scheduler else f"{plan.jobs} job{'s' if plan.jobs > 1 else ''}"
     pending = sum(len(r.todo) for r in plan.runs)
-    console.print(f"[bold]{plan.manifest.name}[/bold]: {len(plan.manifest.points)} points, {pending} seeds to train"
-                  + (f" ({len(plan.finished)} points already complete)" if plan.finished else "")
-                  + f", {where} -> {plan.sweep_dir}")
-    display = SweepDisplay(f"sweep {plan.manifest.name}", [
+    # Names and paths are printed literally: a manifest from elsewhere may name its sweep "[/x]".
+    console.print(f"[bold]{esc(plan.manifest.name)}[/bold]: {len(plan.manifest.points)} points, {pending} seeds "
+                  "to train" + (f" ({len(plan.finished)} points already complete)" if plan.finished else "")
+                  + f", {esc(where)} -> {esc(plan.sweep_dir)}")
+    display = SweepDisplay(esc(f"sweep {plan.manifest.name}"), [
         PointRow(r.run_dir.name, len(r.config.seeds), r.config.episodes, r.config.smoothing_window,
                  done=len(r.config.seeds) - len(r.todo)) for r in plan.runs])
     with stopped_runs(console, f"dqnrun sweep --resume {plan.sweep_dir}"), LiveSweep(display) as live:
@@ -361,10 +362,10 @@ def sweep(
     if unfinished:
         console.print(f"[yellow]interrupted: {len(outcomes) - len(unfinished) + len(plan.finished)} of "
                       f"{len(plan.manifest.points)} points complete, the others checkpointed; "
-                      f"continue with `dqnrun sweep --resume {plan.sweep_dir}`[/yellow]")
+                      f"continue with `dqnrun sweep --resume {esc(plan.sweep_dir)}`[/yellow]")
         raise typer.Exit(EXIT_INTERRUPTED)
-    console.print(f"saved [bold]{plan.sweep_dir}[/bold] ({len(plan.manifest.points)} points); "
-                  f"compare them with `dqnrun compare {plan.sweep_dir}`")
+    console.print(f"saved [bold]{esc(plan.sweep_dir)}[/bold] ({len(plan.manifest.points)} points); "
+                  f"compare them with `dqnrun compare {esc(plan.sweep_dir)}`")
 
 
 def print_sweep(sweep: Any) -> None:
@@ -376,15 +377,15 @@ def print_sweep(sweep: Any) -> None:
     from dqnrun.sweep import budget
 
     b = budget(sweep)
-    table = Table(title=f"sweep {sweep.name} from {sweep.source}", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=esc(f"sweep {sweep.name} from {sweep.source}"), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("point")
     for key in sweep.swept:
-        table.add_column(key)
+        table.add_column(esc(key))
     for col in ("variant", "seeds", "per seed"):
         table.add_column(col, justify="right" if col != "variant" else "left")
     for p in sweep.points:
         seeds = list(p.config.seeds)
-        table.add_row(p.name, *(str(p.values.get(k, "-")) for k in sweep.swept), p.config.variant,
+        table.add_row(p.name, *(esc(p.values.get(k, "-")) for k in sweep.swept), p.config.variant,
                       f"{len(seeds)} ({', '.join(map(str, seeds[:6]))}{', ...' if len(seeds) > 6 else ''})",
                       b["per_seed"][p.name])
     console.print(table)

@@ -336,3 +336,22 @@ def test_a_point_still_training_says_so_when_opened(tmp_path):
     (run / ".training").write_text("999999999 " + socket.gethostname() + "\n")  # a dead process's marker
     with pytest.raises(UserError, match="is an unfinished run"):
         load_run(run)
+
+
+def test_sweep_prints_paths_and_names_literally(tmp_path):
+    """Rich markup in a path (or in the name a manifest from elsewhere gives its sweep) is text."""
+    folder = tmp_path / "a[/x]"  # the folder "x]" in the folder "a["
+    folder.mkdir(parents=True)
+    (folder / "base.yaml").write_text(yaml.safe_dump({**TINY_RAW, "episodes": 2, "seeds": [1]}))
+    (folder / "s.yaml").write_text(yaml.safe_dump({"name": "s", "base": "base.yaml",
+                                                   "grid": {"agent.learning_rate": [0.001]}}))
+    dry = invoke("sweep", folder / "s.yaml", "--dry-run")
+    assert dry.exit_code == 0 and f"from{folder / 's.yaml'}" in "".join(dry.output.split()), dry.output
+    out = tmp_path / "o[/red]"
+    result = invoke("sweep", folder / "s.yaml", "--out", out, "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    assert f"saved{out / 's'}(1points)" in "".join(result.output.split())
+    manifest = (out / "s" / "sweep.yaml").read_text().replace("name: s\n", "name: '[/bold]'\n")
+    (out / "s" / "sweep.yaml").write_text(manifest)
+    again = invoke("sweep", "--resume", out / "s")
+    assert again.exit_code == 2 and "Traceback" not in again.output, again.output  # "already complete"
