@@ -246,6 +246,19 @@ def test_a_sweep_on_a_dask_cluster_gives_the_numbers_of_train_even_when_a_worker
     assert_points_equal(tmp_path / "study", trained)
 
 
+def test_a_vectorised_run_on_a_dask_cluster_gives_the_numbers_of_a_local_one(cluster, tmp_path):
+    (tmp_path / "v.yaml").write_text(yaml.safe_dump({**TINY_RAW, "variant": "per", "seeds": [3, 4, 5],
+                                                     "episodes": 4, "checkpoint_every": 2}))
+    local = invoke("train", tmp_path / "v.yaml", "--out", tmp_path, "--name", "local", "--jobs", "1",
+                   "--vectorize", "2")
+    dask = invoke("train", tmp_path / "v.yaml", "--out", tmp_path, "--name", "dask", "--scheduler",
+                  cluster.scheduler_address, "--vectorize", "2")
+    assert local.exit_code == 0 and dask.exit_code == 0, local.output + dask.output
+    a, b = joblib.load(tmp_path / "local" / "results.joblib"), joblib.load(tmp_path / "dask" / "results.joblib")
+    for key in ("scores", "train_returns", "steps", "losses"):
+        np.testing.assert_array_equal(a[key], b[key])
+
+
 @pytest.mark.parametrize("sweep_file, folder, prefix", [("ablation-cartpole", "ablation", "abl-"),
                                                         ("ablation-lunarlander", "ablation-lunarlander", "abl-ll-")])
 def test_the_shipped_ablation_sweeps_are_the_ablation_configs(sweep_file, folder, prefix):
