@@ -1,7 +1,7 @@
 """One run (many seeds of one config): claim, resume checks, workers, live files, assembly.
 
 `start_run` then `execute` is the whole lifecycle, shared by `dqnrun train` and `dqnrun.train()`.
-Each seed is a chain of chunk tasks that workers.py runs (`run_seeds`); this process writes
+Each seed is a chain of chunk tasks that workers.py runs (`run_many`); this process writes
 their checkpoints and turns their events into the live metrics rows and TensorBoard scalars.
 A finished seed's models and result are saved as soon as it ends, so a crash or Ctrl-C loses at most the unfinished seeds' progress
 since their last checkpoint. `results.joblib` is assembled once every seed is done.
@@ -219,23 +219,6 @@ def work_units(config: Config, seeds: Sequence[int]) -> int:
     """How many tasks can run at once for `seeds` of a run: seeds, or groups of seeds."""
     groups = seed_groups(config)
     return len({groups[s] for s in seeds})
-
-
-def run_seeds(
-    config: Config,
-    seeds: list[int],
-    spec: NetworkSpec,
-    run_dir: Path,
-    jobs: int,
-    device: str,
-    on_event: Callable[[Event], None],
-    scheduler: str | None = None,
-) -> bool:
-    """Run `seeds` of one run on `jobs` local workers (or the Dask `scheduler`); feed their events
-    to `on_event`. Ctrl-C or SIGTERM: each seed checkpoints and this returns False (what
-    finished is on disk; `pending_seeds` tells what did not)."""
-    run = SeedsToRun(run_dir, config, spec, tuple(seeds))
-    return run_many([run], jobs, device, lambda _, event: on_event(event), scheduler)
 
 
 # ---------------------------------------------------------------------------------------------
