@@ -513,6 +513,8 @@ def plot(
     threshold: Optional[str] = typer.Option(None, metavar="env|SCORE", help=THRESHOLD_HELP),
     size: str = typer.Option("page", help=SIZE_HELP),
     title: Optional[str] = typer.Option(None, help="Figure title (default: the environment and the window)."),
+    facet: Optional[str] = typer.Option(None, metavar="KEY", help="One panel per value of this config key, "
+                                        "e.g. agent.tau for a sweep's points; lines are labelled by the other keys."),
     root: Path = typer.Option(Path("results"), help="Where runs are looked for when none is named."),
     force: bool = typer.Option(False, "--force", metavar="", help=FORCE_OUTPUT_HELP),
 ) -> None:
@@ -529,6 +531,8 @@ def plot(
       dqnrun plot results/dqn results/ddqn --size column --band ci --threshold env -o fig.pdf
 
       dqnrun plot 'results/*' --x steps -o all.svg
+
+      dqnrun plot results/dueling-lr-tau --facet agent.tau --band ci -o lr-tau.png
     """
     from dqnrun.console import console
     from dqnrun.plots import learning_curves, save_figure
@@ -541,7 +545,7 @@ def plot(
     out = output or default_plot_path(root, labels)
     fig, draw_notes = write_output(out, lambda: learning_curves(
         loaded, x=x, title=title, band=band, threshold=parse_threshold(threshold), size=size,
-        labels=plot_labels(labels), lengths=lengths))
+        labels=plot_labels(labels), lengths=lengths, facet=facet))
     write_output(out, lambda: save_figure(fig, out))
     print_notes(notes + cut_notes + draw_notes, console)
     console.print(f"wrote [bold]{esc(out)}[/bold]")

@@ -28,6 +28,7 @@ from dqnrun.stats import (  # noqa: E402
     eval_curve,
     eval_grid,
     eval_interval,
+    facets,
     is_step_evaluated,
     per_seed_points,
     per_seed_smoothed,
@@ -58,8 +59,10 @@ GRID_POINTS = 200  # points of the common env-step grid of --x steps
 
 
 def style(i: int) -> dict:
-    """Colour and line style of the i-th run: 8 colours x 8 styles, paired so neighbours differ in both."""
-    return {"color": PALETTE[i % len(PALETTE)], "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+    """Colour and line style of the i-th run: 8 colours x 8 styles, paired so neighbours differ in
+    both, and the 9th run on shifts the styles by one so no two of 64 runs look alike."""
+    return {"color": PALETTE[i % len(PALETTE)],
+            "linestyle": LINESTYLES[(i + i // len(PALETTE)) % len(LINESTYLES)]}
 
 
 @dataclass
@@ -182,8 +185,10 @@ def rc_params(font: float) -> dict:
 def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = None,
                     length: int | None = None, band: str = "minmax", threshold: float | str | None = None,
                     size: str = "page", labels: Sequence[str] | None = None,
-                    lengths: Sequence[int | None] | None = None) -> tuple[Figure, list[str]]:
-    """Learning curves, one panel per environment.
+                    lengths: Sequence[int | None] | None = None, facet: str | None = None) -> tuple[Figure, list[str]]:
+    """Learning curves, one panel per environment (and per value of the config key `facet`, e.g.
+    agent.tau: then a run is labelled by the other keys it differs in and keeps its colour
+    across panels).
 
     `band`: minmax (the lecture's thin min and max lines and the band between them), ci (95%
     bootstrap CI of the mean), iqr (median and interquartile range) or none. `x`: episodes,
@@ -203,19 +208,27 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
         x = "steps" if any(is_step_evaluated(r) for r in runs) else "episodes"
     labels = list(labels) if labels is not None else run_labels(runs)
     lengths = list(lengths) if lengths is not None else [length] * len(runs)
-    panel_of = environments(runs)
+    env_of = environments(runs)
+    panel_of: list = list(env_of)
+    if facet is not None:
+        values, facet_labels = facets(runs, facet)
+        labels = facet_labels or labels
+        panel_of = list(zip(env_of, values))
     panels = list(dict.fromkeys(panel_of))
+    colour_of = {label: i for i, label in enumerate(dict.fromkeys(labels))}  # one colour per label
     fig, axes = new_figure(len(panels), size)
     font = SIZES[size][1]
     notes = []
+    headings: list[str] = []
     handles: dict[str, object] = {}
     drawn = 0
     with plt.rc_context(rc_params(font)):
-        for ax, env in zip(axes, panels):
+        for ax, panel in zip(axes, panels):
+            env = panel[0] if facet is not None else panel
             windows, intervals = set(), set()
-            grid = eval_grid([r for r, e in zip(runs, panel_of) if e == env and is_step_evaluated(r)])
+            grid = eval_grid([r for r, p in zip(runs, panel_of) if p == panel and is_step_evaluated(r)])
             for i, run in enumerate(runs):
-                if panel_of[i] != env:
+                if panel_of[i] != panel:
                     continue
                 curve, why = run_curve(run, x, band, lengths[i], grid)
                 if why:
@@ -227,7 +240,7 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
                 else:
                     windows.add(run_window(run, lengths[i]))
                 drawn += 1
-                st = style(i)
+                st = style(colour_of[labels[i]])
                 # A run as long as its window has one smoothed point: a marker shows it.
                 (line,) = ax.plot(curve.x, curve.centre, linewidth=1.6 if size == "column" else 2.0, label=labels[i],
                                   marker="o" if len(curve.x) == 1 else None, **st)
@@ -237,15 +250,22 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
                     if band == "minmax":  # the lecture's thin max and min lines
                         ax.plot(curve.x, curve.high, color=st["color"], linewidth=0.6)
                         ax.plot(curve.x, curve.low, color=st["color"], linewidth=0.6)
-            draw_threshold(ax, runs, panel_of, env, threshold, handles)
-            ax.set_title(panel_title(env, windows, intervals) if title is None or len(panels) > 1 else title)
+            draw_threshold(ax, runs, env_of, env, threshold, handles)
+            if facet is not None:  # the environment and window go above all panels
+                ax.set_title(f"{facet.rsplit('.', 1)[-1]} {panel[1]}")
+                headings.append(panel_title(env, windows, intervals))
+            else:
+                ax.set_title(panel_title(env, windows, intervals) if title is None or len(panels) > 1 else title)
             ax.set_xlabel("Episodes" if x == "episodes" else "Env steps")
             if x == "steps":
                 ax.xaxis.set_major_formatter(FuncFormatter(thousands))
             ax.set_ylabel("Evaluation score")
             ax.grid(alpha=0.3, linewidth=0.5)
             ax.margins(x=0)
-        if title is not None and len(panels) > 1:
+        if facet is not None:
+            fig.suptitle(title if title is not None else "; ".join(dict.fromkeys(headings)))
+            share_y(axes[:len(panels)], [p[0] for p in panels])
+        elif title is not None and len(panels) > 1:
             fig.suptitle(title)
         if band != "none" and handles:
             handles[BAND_LABELS[band]] = Patch(facecolor="0.5", alpha=0.35, linewidth=0)
@@ -255,6 +275,19 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
         plt.close(fig)
         raise UserError(f"nothing to draw: {'; '.join(notes)}")
     return fig, notes
+
+
+def share_y(axes: list, envs: list[str]) -> None:
+    """Panels of one environment on one y scale, labelled once per row: facets compare at a glance."""
+    for env in dict.fromkeys(envs):
+        group = [ax for ax, e in zip(axes, envs) if e == env]
+        low = min(ax.get_ylim()[0] for ax in group)
+        high = max(ax.get_ylim()[1] for ax in group)
+        for ax in group:
+            ax.set_ylim(low, high)
+    for ax in axes:
+        if ax.get_subplotspec().colspan.start > 0:
+            ax.set_ylabel("")
 
 
 def add_legend(fig: Figure, handles: list, labels: list[str]) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
+from dqnrun.errors import UserError
 from dqnrun.results import LECTURE_WINDOW, Run
 from dqnrun.smoothing import smooth
 
@@ -275,6 +276,33 @@ def run_length(run: Run) -> int:
 
 def run_env(run: Run) -> str:
     return "?" if run.is_lecture else run.env_id
+
+
+def flat_config(run: Run) -> dict[str, object]:
+    """The run's resolved config as dotted keys (agent.tau: 0.01); empty for a lecture file."""
+    def walk(value: object, prefix: str) -> dict[str, object]:
+        if isinstance(value, Mapping):
+            return {k: v for key, sub in value.items() for k, v in walk(sub, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: value}
+
+    return walk(run.config.to_dict(), "") if run.config is not None else {}
+
+
+def facets(runs: Sequence[Run], key: str) -> tuple[list[str], list[str]]:
+    """Per run, its value of the dotted config `key` (as text), and a label from the other keys
+    in which the runs differ (e.g. "learning_rate 0.0003"), or its name where none tells it apart."""
+    import difflib
+
+    flats = [flat_config(r) for r in runs]
+    known = list(dict.fromkeys(k for f in flats for k in f))
+    if not any(key in f for f in flats):
+        close = difflib.get_close_matches(key, known, n=1) or [k for k in known if k.endswith("." + key)][:1]
+        hint = f"; did you mean {close[0]}?" if close else f" (keys: {', '.join(k for k in known if '.' in k)[:200]} ...)"
+        raise UserError(f"--facet {key}: not a config key of these runs{hint}")
+    values = [str(f.get(key, "?")) for f in flats]
+    differ = [k for k in known if k not in (key, "name") and len({repr(f.get(k)) for f in flats}) > 1]
+    labels = [", ".join(f"{k.rsplit('.', 1)[-1]} {f.get(k, '-')}" for k in differ) for f in flats]
+    return values, labels if differ and len(differ) <= 3 and len(set(zip(values, labels))) == len(runs) else []
 
 
 def environments(runs: Sequence[Run]) -> list[str]:

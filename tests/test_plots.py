@@ -237,3 +237,38 @@ def test_a_seed_without_evaluations_is_left_out_of_the_curve_with_a_note():
     fig, notes = learning_curves([run], band="none")
     np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), [10, 20, 40])
     assert notes == ["stepped: 1 of its 2 seeds ended before their first evaluation: drawn without them"]
+
+
+def configured(name, lr, tau, offset=0.0):
+    from dqnrun.config import config_from_dict
+
+    run = fake_run(name, offset=offset)
+    config = config_from_dict({"variant": "dueling", "name": name, "agent": {"learning_rate": lr, "tau": tau}})
+    return dataclasses.replace(run, config=config)
+
+
+def test_facets_give_a_panel_per_value_one_colour_per_label_and_one_y_scale():
+    runs = [configured(f"lr{lr}-tau{tau}", lr, tau, offset=100 * (tau == 0.05))
+            for lr in (0.0003, 0.0007) for tau in (0.01, 0.05)]
+    fig, _ = learning_curves(runs, band="none", facet="agent.tau")
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["tau 0.01", "tau 0.05"]
+    assert fig._suptitle.get_text() == "CartPole-v1, smoothed over 5 episodes"
+    assert legend_texts(fig) == ["learning_rate 0.0003", "learning_rate 0.0007"]
+    for ax in axes:  # the same learning rate has the same colour and style in both panels
+        assert [line.get_color() for line in ax.lines] == [axes[0].lines[0].get_color(), axes[0].lines[1].get_color()]
+        assert ax.get_ylim() == axes[0].get_ylim()
+    np.testing.assert_allclose(axes[1].lines[1].get_ydata(), runs[3].mean_score)  # lr 0.0007, tau 0.05
+    assert axes[0].get_ylabel() == "Evaluation score" and axes[1].get_ylabel() == ""
+
+
+def test_a_facet_key_that_is_not_a_config_key_is_one_line_with_the_nearest_key():
+    with pytest.raises(UserError, match=r"^--facet tau: not a config key of these runs; did you mean agent.tau\?$"):
+        learning_curves([configured("a", 0.001, 0.01)], facet="tau")
+
+
+def test_the_ninth_run_does_not_repeat_the_first_runs_look():
+    from dqnrun.plots import style
+
+    looks = {(style(i)["color"], str(style(i)["linestyle"])) for i in range(64)}
+    assert len(looks) == 64 and style(0) != style(8) and style(0)["color"] == style(8)["color"]
