@@ -376,6 +376,10 @@ def claim_run_dir(out: str | Path, name: str, force: bool = False) -> tuple[Path
         raise UserError(f"results directory {out} is not writable; choose another with --out")
     path = out / name
     note = None
+    if force and (path.is_symlink() or (path.exists() and not path.is_dir())):
+        # --force replaces a run directory; a file or a link there is something else of the user's.
+        raise UserError(f"{path} exists and is not a run directory; --force replaces only runs: "
+                        "move it away or choose another --name")
     if path.exists() and force:
         if RunDir(path).is_training() and not RunDir(path).marked_by_me():
             raise UserError(f"{path} is being trained by another dqnrun process "

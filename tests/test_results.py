@@ -212,3 +212,15 @@ def test_a_training_marker_from_elsewhere_is_only_read_as_pid_and_host(tmp_path)
         assert not run.is_training() and not run.marked_by_me()
     run.mark_training()
     assert run.is_training() and run.marked_by_me() and run.training_owner().startswith(f"process {os.getpid()} on ")
+
+
+def test_force_replaces_only_a_run_directory(tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "target").mkdir()
+    (tmp_path / "alink").symlink_to(tmp_path / "target")
+    for name in ("afile", "alink"):
+        with pytest.raises(UserError, match="exists and is not a run directory; --force replaces only runs"):
+            claim_run_dir(tmp_path, name, force=True)
+    assert (tmp_path / "afile").read_text() == "mine" and (tmp_path / "target").is_dir()
+    path, note = claim_run_dir(tmp_path, "afile")  # without --force: a new name, as for a run
+    assert path == tmp_path / "afile-2"
