@@ -375,12 +375,14 @@ def test_a_run_directory_deleted_during_training_stops_the_run(tmp_path):
     deadline = time.time() + 120
     while proc.poll() is None and not (out / "gone" / "checkpoints").is_dir() and time.time() < deadline:
         time.sleep(0.05)
-    shutil.rmtree(out / "gone", ignore_errors=True)  # the run may remove its own marker meanwhile
+    # The run may write a file while rmtree walks the folder, which then stays: delete until gone.
+    while (out / "gone").exists() and time.time() < deadline:
+        shutil.rmtree(out / "gone", ignore_errors=True)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 1, output
     assert "Traceback" not in output
     assert "was deleted or emptied during training (no config.yaml)" in output.strip().splitlines()[-1]
-    assert not (out / "gone").exists()
+    assert not (out / "gone").exists()  # nothing written after the deletion
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,3 +521,23 @@ def test_a_model_file_chooses_no_module_and_no_allocation(tmp_path, trained, cha
     for command in (["evaluate", "-n", "1"], ["watch", "--record", str(tmp_path / "x.gif")]):
         line = one_line(runner.invoke(app, [command[0], str(tmp_path / "run"), *command[1:]], env={"COLUMNS": "400"}))
         assert message in line
+
+
+@pytest.mark.parametrize("at_episode", [1, 2, 3])
+def test_a_run_directory_deleted_between_writes_is_named_whichever_write_fails(tmp_path, at_episode):
+    import shutil
+
+    from dqnrun import experiment
+    from dqnrun.errors import Fault
+    from dqnrun.trainer import EpisodeEnd
+
+    plan = experiment.start_run({**TINY_RAW, "name": "gone", "seeds": [3], "episodes": 6, "checkpoint_every": 2},
+                                out=tmp_path, jobs=1)
+
+    def delete(event):
+        if isinstance(event, EpisodeEnd) and event.episode == at_episode:
+            shutil.rmtree(plan.run_dir)
+
+    with pytest.raises(Fault, match=r"gone was deleted or emptied during training \(no config.yaml\)"):
+        experiment.execute(plan, delete)
+    assert not plan.run_dir.exists()
