@@ -387,6 +387,36 @@ def resolve_config(config: str | Path | dict[str, Any] | Config, overrides: Sequ
     raise UserError(f"config must be a YAML path, a dict or a dqnrun.Config, not {type(config).__name__}")
 
 
+def sets_vectorize(config: str | Path | dict[str, Any] | Config, overrides: Sequence[str]) -> bool:
+    """Whether the user chose `speed.vectorize` (a Config object counts as chosen in full)."""
+    if any(o.split("=", 1)[0].strip() in ("speed", "speed.vectorize") for o in overrides):
+        return True
+    if isinstance(config, Config):
+        return True
+    if isinstance(config, (str, Path)):
+        from dqnrun.config import _yaml
+        from dqnrun.safeio import read_text
+
+        config = _yaml(read_text(Path(config), "config file"))  # parsed once already: it is valid
+    speed = config.get("speed") if isinstance(config, dict) else None
+    return isinstance(speed, dict) and "vectorize" in speed
+
+
+def stack_on_gpu(cfg: Config, spec: NetworkSpec, jobs: int | None, notes: list[str]) -> tuple[Config, NetworkSpec]:
+    """On a GPU, a small network's update costs about as much for K seeds as for one: every
+    seed of the run goes into one stack (speed.vectorize = seeds) where the replays fit."""
+    k = len(cfg.seeds)
+    stacked = config_from_dict(apply_overrides(cfg.to_dict(), [f"speed.vectorize={k}"]), source="config")
+    try:
+        stacked_spec = plan(stacked, jobs)
+    except UserError as exc:
+        notes.append(f"note: device cuda: one seed per process, as {k} stacked seeds do not fit ({exc})")
+        return cfg, spec
+    notes.append(f"note: device cuda: the {k} seeds train stacked in one process (speed.vectorize: {k}, recorded "
+                 "in config.yaml); set speed.vectorize: 1 for one seed per process")
+    return stacked, stacked_spec
+
+
 @dataclass
 class RunPlan:
     """A run directory claimed and ready to train: what `execute` needs and what to tell the user."""
@@ -456,6 +486,9 @@ def start_run(
         cfg = resolve_config(config, overrides, name)
         spec = plan(cfg, jobs)
     dev = resolve_device(device)
+    if resume is None and dev == "cuda" and cfg.speed.vectorize == 1 and len(cfg.seeds) > 1 \
+            and not sets_vectorize(config, overrides):
+        cfg, spec = stack_on_gpu(cfg, spec, jobs, notes)
     use_tb = cfg.logging.tensorboard if tensorboard is None else tensorboard
     if use_tb:
         from dqnrun.tblog import require_tensorboard

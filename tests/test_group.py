@@ -250,3 +250,29 @@ def test_a_bad_vectorize_is_one_line_and_exit_2(tiny_config, tmp_path, args, mes
 def test_resume_keeps_the_runs_own_vectorize(tmp_path):
     result = train("--resume", str(tmp_path), "--vectorize", "2")
     assert result.exit_code == 2 and "--resume takes only the run directory" in result.output
+
+
+def test_on_a_gpu_the_seeds_stack_unless_the_user_chose_otherwise(tmp_path, monkeypatch):
+    import yaml
+
+    from dqnrun import experiment
+    from tests_helpers import TINY_RAW
+
+    monkeypatch.setattr(experiment, "resolve_device", lambda name: "cuda" if name == "cuda" else "cpu")
+    base = {**TINY_RAW, "seeds": [1, 2, 3]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump({**base, "speed": {"vectorize": 1}}))
+
+    def stacked(config, device="cuda", overrides=(), name=None):
+        plan = experiment.start_run(config, overrides=overrides, out=tmp_path / "out", device=device, name=name)
+        assert yaml.safe_load(plan.run_dir.joinpath("config.yaml").read_text())["speed"]["vectorize"] == \
+            plan.config.speed.vectorize
+        return plan.config.speed.vectorize, plan.notes
+
+    k, notes = stacked(tmp_path / "c.yaml", name="a")
+    assert k == 3 and any("the 3 seeds train stacked in one process" in n for n in notes)
+    assert stacked(dict(base), name="b")[0] == 3
+    assert stacked(tmp_path / "c.yaml", device="cpu", name="c")[0] == 1  # CPU: one seed per process by default
+    assert stacked(tmp_path / "one.yaml", name="d")[0] == 1  # chosen in the file
+    assert stacked(tmp_path / "c.yaml", overrides=["speed.vectorize=1"], name="e")[0] == 1  # chosen by --set
+    assert stacked(tmp_path / "c.yaml", overrides=["seeds=[4]"], name="f")[0] == 1  # one seed: nothing to stack
