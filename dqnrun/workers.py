@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import signal
 import threading
 import time
@@ -125,7 +126,8 @@ def run_chains(
         on_event(chain, event)
 
     stopping = False
-    with pool, stop_signals() as stop_requested:
+    # The signal handlers first: a Ctrl-C while the pool starts its workers stops the run.
+    with stop_signals() as stop_requested, pool:
         while ready or running:
             if stop_requested.is_set() and not stopping:
                 stopping = True
@@ -216,17 +218,23 @@ def stop_signals() -> Iterator[threading.Event]:
 
 
 @contextmanager
-def sigint_ignored() -> Iterator[None]:
-    """Processes started inside inherit an ignored SIGINT (Python keeps it ignored), so a
-    terminal's Ctrl-C, sent to the whole process group, reaches only the client."""
+def sigint_held() -> Iterator[None]:
+    """While inside, this thread blocks SIGINT: processes (and threads) started inside inherit the
+    blocked mask, so a terminal's Ctrl-C, sent to the whole process group, cannot kill a worker
+    before it ignores SIGINT itself (`process_main`; the fork server ignores it, Dask workers keep
+    it blocked). A Ctrl-C that comes meanwhile stays pending, not lost: it is delivered to this
+    process's handler (the stop flag of `stop_signals`) when the block ends."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Starting multiprocessing's resource tracker unblocks SIGINT in the thread that starts it:
+    # have it started before the block.
+    multiprocessing.resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,7 +283,10 @@ def serve(conn: Connection) -> None:
 
 def process_main(conn: Connection) -> None:
     """Entry point of a worker process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the client decides when to stop
+    # The client decides when to stop. Ignore first, then unblock: a Ctrl-C held back while
+    # this process started (`sigint_held`) is discarded, not delivered.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     import torch
 
     torch.set_num_threads(1)
@@ -320,11 +331,11 @@ class Slot:
             if ctx.get_start_method() == "forkserver":
                 # The first start waits for the fork server to import torch (a second or two):
                 # in a thread, so that this process's own worker and the event loop go on.
-                with sigint_ignored():  # the server, and so every worker, ignores Ctrl-C
+                with sigint_held():  # the server, and so every worker, starts with Ctrl-C blocked
                     multiprocessing.forkserver.ensure_running()
                 threading.Thread(target=launch, name="dqnrun-launch", daemon=True).start()
             else:
-                with sigint_ignored():
+                with sigint_held():
                     launch()
 
     def close(self) -> None:
@@ -512,7 +523,7 @@ class DaskPool:
         if self.n_local is not None:
             import logging
 
-            with sigint_ignored():  # worker processes inherit it: Ctrl-C stops chunks, not workers
+            with sigint_held():  # worker processes inherit it: Ctrl-C stops chunks, not workers
                 self.cluster = d.LocalCluster(n_workers=self.n_local, threads_per_worker=1, processes=True,
                                               dashboard_address=":0", silence_logs=logging.ERROR)
             self.client = d.Client(self.cluster)

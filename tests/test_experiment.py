@@ -94,6 +94,51 @@ def test_a_signal_then_resume_gives_the_uninterrupted_numbers(tmp_path, how, str
     assert again.exit_code == 2 and "already complete" in again.output
 
 
+# A Ctrl-C (to the whole process group, as a terminal sends it) from inside the start of the
+# worker processes, so that it arrives while they start, every time: the fork server's, and
+# Dask's LocalCluster for --scheduler local:1.
+CTRL_C_WHILE_WORKERS_START = """
+import os, signal, sys
+import dqnrun.workers as w
+w.SPAWN_WORTH, w.SPAWN_AFTER = 0.0, 0.5  # the main process trains seed 3 meanwhile
+if sys.argv[-1] == "forkserver":
+    import multiprocessing.forkserver as starts
+    name = "ensure_running"
+else:
+    import distributed as starts
+    name = "LocalCluster"
+start = getattr(starts, name)
+def start_and_ctrl_c(*args, **kwargs):
+    started = start(*args, **kwargs)
+    os.killpg(0, signal.SIGINT)
+    return started
+setattr(starts, name, start_and_ctrl_c)
+sys.argv.pop()
+from dqnrun.cli import main; main()
+"""
+
+
+@pytest.mark.parametrize("workers", ["forkserver", "dask"])
+def test_ctrl_c_while_worker_processes_start_stops_the_run(tmp_path, workers, straight_run):
+    config = write_config(tmp_path / "run.yaml", **SIGNALLED)
+    out = tmp_path / "results"
+    how = ["--jobs", "2"] if workers == "forkserver" else ["--scheduler", "local:1"]
+    proc = subprocess.run(
+        [sys.executable, "-c", CTRL_C_WHILE_WORKERS_START, "train", str(config), "--out", str(out), *how, workers],
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "COLUMNS": "200"}, timeout=120,
+    )
+    assert proc.returncode == 130, proc.stdout
+    assert f"continue with `dqnrun train --resume {out / 'run'}`" in proc.stdout
+    assert "Traceback" not in proc.stdout and "KeyboardInterrupt" not in proc.stdout  # no worker died of it
+    resumed = runner.invoke(app, ["train", "--resume", str(out / "run"), "--jobs", "1"])
+    assert resumed.exit_code == 0, resumed.output
+    a = joblib.load(out / "run" / "results.joblib")
+    straight = joblib.load(straight_run / "results.joblib")
+    for key in ("scores", "train_returns", "steps", "losses", "epsilons", "best_score", "best_episode"):
+        np.testing.assert_array_equal(a[key], straight[key])
+
+
 def test_one_diverging_seed_is_marked_and_the_run_is_still_saved(tmp_path, monkeypatch):
     import dqnrun.trainer as trainer
 
