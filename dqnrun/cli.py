@@ -841,7 +841,7 @@ def evaluate(
         saved.append(policy.score)
         table.add_row(str(policy.seed), f"{policy.score:.1f} ({policy.episode})", f"{returns.mean():.1f}",
                       f"{returns.mean() - policy.score:+.1f}", f"{returns.std():.1f}",
-                      f"{returns.min():g}", f"{returns.max():g}")
+                      f"{returns.min():.1f}", f"{returns.max():.1f}")
     if len(means) > 1:
         import numpy as np
 

@@ -40,8 +40,8 @@ def test_evaluate_gives_the_exact_returns_of_a_deterministic_env(chain_run):
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines() if line.strip()[:1].isalnum()}
     # seed, score when saved (episode), re-evaluated mean, gap, std, min, max
-    assert rows["1"] == ["12.0", "(3)", "10.0", "-2.0", "0.0", "10", "10"]
-    assert rows["2"] == ["0.0", "(3)", "0.0", "+0.0", "0.0", "0", "0"]
+    assert rows["1"] == ["12.0", "(3)", "10.0", "-2.0", "0.0", "10.0", "10.0"]
+    assert rows["2"] == ["0.0", "(3)", "0.0", "+0.0", "0.0", "0.0", "0.0"]
     assert rows["all"] == ["6.0", "5.0", "-1.0", "5.0", "0.0", "10.0"]
 
 
