@@ -203,8 +203,15 @@ def run_many(
             if not training[id(run)] and on_run_done is not None:
                 on_run_done(run)
 
-    return workers.run_chains(chains, lambda chain, event: on_event(chain.key[0], event), on_chunk,
-                              jobs=jobs, scheduler=scheduler)
+    try:
+        return workers.run_chains(chains, lambda chain, event: on_event(chain.key[0], event), on_chunk,
+                                  jobs=jobs, scheduler=scheduler)
+    except workers.ChunkFailed as exc:  # its run keeps the traceback; the line says where
+        files = RunDir(exc.key[0].run_dir)
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with run_write(files, files.errors_log):
+            log = files.log_error(f"--- {stamp}: {exc}\n{exc.remote}")
+        raise workers.WorkerFault(f"{exc}; the traceback is in {log}; each seed's last checkpoint is kept") from None
 
 
 def seed_groups(config: Config) -> dict[int, tuple[int, ...]]:

@@ -48,6 +48,7 @@ MAX_EVALUATION_BYTES = 16 << 20  # an evaluation file holds a few numbers per se
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.joblib"
 CONFIG_FILE = "config.yaml"
+ERRORS_FILE = "errors.log"  # the full tracebacks of chunks that failed (a bug in an env, out of memory)
 LECTURE_KEYS = ("max_score", "min_score", "mean_score")
 LECTURE_WINDOW = 25  # the lecture's sliding window, assumed for its own result files
 MODEL_KINDS = ("best", "final")
@@ -150,6 +151,21 @@ class RunDir:
     @property
     def tb_dir(self) -> Path:
         return self.path / "tb"
+
+    @property
+    def errors_log(self) -> Path:
+        return self.path / ERRORS_FILE
+
+    def log_error(self, text: str) -> Path:
+        """Append one error's report to `errors_log` in a single write (O_APPEND): two reports
+        never interleave, and an earlier one is never rewritten. Returns the log's path."""
+        data = text if text.endswith("\n") else text + "\n"
+        fd = os.open(self.errors_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        try:
+            os.write(fd, data.encode("utf-8", "backslashreplace"))
+        finally:
+            os.close(fd)
+        return self.errors_log
 
     def model(self, seed: int, which: str = "best") -> Path:
         if which not in MODEL_KINDS:

@@ -46,6 +46,19 @@ class WorkerFault(Fault):
     """A fault outside the user's control (workers dying, the scheduler gone); one line."""
 
 
+class ChunkFailed(WorkerFault):
+    """A chunk raised something other than a UserError: a bug in a custom environment, out of
+    memory. `key` is its (first) chain's key, `seeds` the seeds it trained, `remote` the
+    traceback in the worker; the caller keeps the traceback and says where."""
+
+    def __init__(self, key: Any, seeds: tuple[int, ...], error: BaseException, remote: str):
+        what = (str(error).strip().splitlines() or [""])[0][:200]
+        name = type(error).__name__
+        seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in seeds)}"
+        super().__init__(f"{seed_text} failed: {name}{': ' + what if what else ''}")
+        self.key, self.seeds, self.error, self.remote = key, seeds, error, remote
+
+
 @dataclass(frozen=True)
 class Group:
     """Seeds of one run trained together in one process (`speed.vectorize`): `run` names the
@@ -172,9 +185,9 @@ def run_chains(
                         ready.appendleft(unit)
                 else:  # "error": the chunk raised
                     exc, remote = payload
-                    if not isinstance(exc, UserError):
-                        exc.add_note(f"in the worker:\n{remote}")
-                    raise exc
+                    if isinstance(exc, UserError):
+                        raise exc
+                    raise ChunkFailed(unit[0].key, tuple(c.seed for c in unit), exc, remote)
         if stopping:  # chains stopped between two chunks end like the others
             for chain in chains:
                 deliver(chain, SeedEnd(chain.seed, "interrupted", f"stopped after episode {chain.delivered}"))
@@ -585,5 +598,5 @@ class DaskPool:
             if type(exc).__name__ == "KilledWorker":
                 raise WorkerFault(f"Dask workers died running a chunk of seed {future.key}: {exc}; "
                                   "finished seeds and checkpoints are kept")
-            messages.append(("error", token, (exc, "".join(traceback.format_tb(future.traceback())))))
+            messages.append(("error", token, (exc, "".join(traceback.format_exception(type(exc), exc, future.traceback())))))
         return messages

@@ -72,6 +72,21 @@ class Grid(gym.Env):
         return self._obs(), float(action == 1), self.t >= 6, False, {}
 
 
-for _name, _cls, _steps in (("Recording", Recording, 5), ("NoRender", NoRender, None), ("Grid", Grid, None)):
+class Crashing(NoRender):
+    """NoRender whose step raises once `Crashing.crash_after` steps were taken by all its
+    instances together (None: never), like a bug in a user's simulator."""
+
+    crash_after: int | None = None
+    steps = 0
+
+    def step(self, action):
+        Crashing.steps += 1
+        if Crashing.crash_after is not None and Crashing.steps > Crashing.crash_after:
+            raise RuntimeError("the simulator exploded")
+        return super().step(action)
+
+
+for _name, _cls, _steps in (("Recording", Recording, 5), ("NoRender", NoRender, None), ("Grid", Grid, None),
+                            ("Crashing", Crashing, None)):
     if f"dqnrun-test/{_name}-v0" not in gym.registry:
         gym.register(f"dqnrun-test/{_name}-v0", entry_point=_cls, max_episode_steps=_steps)

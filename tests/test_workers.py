@@ -108,3 +108,44 @@ def test_worker_processes_start_only_for_work_worth_their_start_up():
     pool.grow(2, 1.0)  # 1 s of waiting work: not worth a process
     pool.grow(2, None)  # no estimate, and not waited long
     assert pool.slots == []
+
+
+def test_a_crash_in_a_users_env_is_one_line_with_the_traceback_in_the_run_and_resume_continues(tmp_path, monkeypatch):
+    import joblib
+    import yaml
+    from custom_envs import Crashing
+    from typer.testing import CliRunner
+
+    from dqnrun.cli import app
+
+    raw = {**TINY_RAW, "env": "custom_envs:dqnrun-test/Crashing-v0", "env_kwargs": {"length": 5},
+           "eval_episodes": 0, "checkpoint_every": 2, "name": "run"}
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    runner = CliRunner()
+
+    def train(*args):
+        return runner.invoke(app, ["train", *args, "--jobs", "1"], env={"COLUMNS": "400"})
+
+    straight = train(str(config), "--out", str(tmp_path / "straight"))
+    assert straight.exit_code == 0, straight.output
+    monkeypatch.setattr(Crashing, "steps", 0)
+    monkeypatch.setattr(Crashing, "crash_after", 22)  # seed 3 fails in episode 5, after its checkpoint at 4
+    failed = train(str(config), "--out", str(tmp_path / "results"))
+    run = tmp_path / "results" / "run"
+    assert failed.exit_code == 1
+    assert " ".join(failed.output.split()).endswith(  # one line, however the terminal wraps it
+        f"seed 3 failed: RuntimeError: the simulator exploded; the traceback is in {run / 'errors.log'}; "
+        f"each seed's last checkpoint is kept; continue with `dqnrun train --resume {run}`")
+    assert "Traceback" not in failed.output
+    log = (run / "errors.log").read_text()
+    assert log.startswith("--- ") and ": seed 3 failed: RuntimeError: the simulator exploded\nTraceback" in log
+    assert ", in step\n" in log and log.endswith("\nRuntimeError: the simulator exploded\n")
+    assert (run / "checkpoints" / "seed-3.pt").exists()
+
+    monkeypatch.setattr(Crashing, "crash_after", None)
+    resumed = train("--resume", str(run))
+    assert resumed.exit_code == 0, resumed.output
+    a, b = joblib.load(run / "results.joblib"), joblib.load(tmp_path / "straight" / "run" / "results.joblib")
+    for key in ("scores", "train_returns", "steps", "losses", "epsilons", "best_score", "best_episode"):
+        np.testing.assert_array_equal(a[key], b[key])
