@@ -779,11 +779,11 @@ def watch(
     if model not in MODEL_KINDS:
         raise UserError(f"--model {model!r}: expected best or final")
     policy = best_policy(run, seed, model)
-    console.print(f"{esc(run)}: seed {policy.seed} ({esc(policy.variant)}, {model} model: score {policy.score:g} "
+    console.print(f"{esc(run)}: seed {policy.seed} ({esc(policy.variant)}, {model} model: score {policy.score:.1f} "
                   f"at episode {policy.episode}) on {esc(policy.env_id)}")
 
     def report(episode: int, total: float, length: int) -> None:
-        console.print(f"episode {episode}: return {total:g}, {length} steps")
+        console.print(f"episode {episode}: return {total:.1f}, {length} steps")
 
     if record is not None:
         frames = write_output(record, lambda: record_policy(policy, record, episodes, fps, env_seed, scale, report))

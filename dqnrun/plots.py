@@ -255,7 +255,10 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
                 ax.set_title(f"{facet.rsplit('.', 1)[-1]} {panel[1]}")
                 headings.append(panel_title(env, windows, intervals))
             else:
-                ax.set_title(panel_title(env, windows, intervals) if title is None or len(panels) > 1 else title)
+                heading = panel_title(env, windows, intervals)
+                if len(panels) > 1 and size != "column":  # side by side: the environment above its details
+                    heading = heading.replace(", ", "\n", 1)
+                ax.set_title(heading if title is None or len(panels) > 1 else title)
             ax.set_xlabel("Episodes" if x == "episodes" else "Env steps")
             if x == "steps":
                 ax.xaxis.set_major_formatter(FuncFormatter(thousands))

@@ -334,7 +334,7 @@ def record(policy: Policy, path: Path, episodes: int, fps: int | None, env_seed:
             if episode != last[0] and last[0]:
                 on_episode(*last)
             last = (episode, total, length)
-            frames.append(annotate(frame, f"episode {episode}   return {total:g}", scale))
+            frames.append(annotate(frame, f"episode {episode}   return {total:.1f}", scale))
             if len(frames) * frames[0].width * frames[0].height * 3 > MAX_RECORD_BYTES:
                 raise UserError(f"recording {path} would hold more than {MAX_RECORD_BYTES / 2**30:.0f} GiB of frames "
                                 f"(at episode {episode}); lower --episodes or --scale")

@@ -122,7 +122,7 @@ def test_steps_axis_puts_every_seed_on_one_grid_and_skips_lecture_files():
 def test_one_panel_per_environment_and_labels_by_path():
     runs = [fake_run("ddqn", root="a"), fake_run("ddqn", root="b", env="Acrobot-v1")]
     fig, _ = learning_curves(runs)
-    assert [ax.get_title().split(",")[0] for ax in fig.axes] == ["CartPole-v1", "Acrobot-v1"]
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes] == ["CartPole-v1", "Acrobot-v1"]  # details below
     assert legend_texts(fig)[:2] == ["a/ddqn", "b/ddqn"]
 
 

@@ -55,7 +55,7 @@ def test_record_a_gif_headless_and_read_it_back(chain_run, tmp_path):
     result = runner.invoke(app, ["watch", str(chain_run), "--record", str(out), "--episodes", "2"])
     assert result.exit_code == 0, result.output
     assert "seed 1" in result.output  # the best seed by score
-    assert result.output.count("return 10, 10 steps") == 2
+    assert result.output.count("return 10.0, 10 steps") == 2
     gif = Image.open(out)
     assert gif.size == (60, 40)
     assert gif.n_frames == 2 * 11  # the reset frame and one per step, per episode
