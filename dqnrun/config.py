@@ -416,6 +416,15 @@ MAX_BATCH = 65_536
 MAX_LAYERS = 32
 MAX_WIDTH = 65_536  # units per hidden layer; the parameter count is capped in experiment.plan
 MAX_NAME = 100  # characters; file systems take 255 bytes, and plot names join two run names
+# n-step returns: Rainbow uses n = 3, R2D2 5; the trainer keeps n observations pending outside
+# the replay and sums n rewards per step in Python, so n is capped absolutely and by the replay
+# (n <= memory_size keeps those pending copies within what the memory check allowed).
+MAX_N_STEP = 1_000
+# Updates: published settings train every 1-16 env steps with 1-8 gradient steps. Past 10,000 a
+# train_freq barely trains at all, and 10,000 gradient steps are already minutes between two env
+# steps on a CPU; a typo beyond (gradient_steps 1e9) would hang silently at the first update.
+MAX_TRAIN_FREQ = 10_000
+MAX_GRADIENT_STEPS = 10_000
 # C51's projection (agent.categorical_projection) is a dense batch x atoms x atoms product: 2**28
 # float32 numbers is 1 GiB per update (C51 and Rainbow: 32 x 51 x 51, about 83,000).
 MAX_PROJECTION = 2**28
@@ -482,6 +491,9 @@ def _validate(c: Config, source: str) -> None:
          f"epsilon needs 0 <= min <= max <= 1, got min {e.min} and max {e.max}"),
         (e.decay_steps >= 1, f"epsilon.decay_steps must be >= 1, got {e.decay_steps}"),
         (a.n_step >= 1, f"agent.n_step must be >= 1 (1 = one-step targets), got {a.n_step}"),
+        (a.n_step <= min(MAX_N_STEP, a.memory_size),
+         f"agent.n_step must be at most {MAX_N_STEP:,} and at most agent.memory_size ({a.memory_size:,}), "
+         f"got {a.n_step:,} (Rainbow uses 3)"),
         (a.noisy_sigma0 > 0, f"agent.noisy_sigma0 must be > 0, got {a.noisy_sigma0}"),
         (a.atoms >= 2, f"agent.atoms must be >= 2, got {a.atoms}"),
         (not a.distributional or a.batch_size * a.atoms**2 <= MAX_PROJECTION,
@@ -499,6 +511,10 @@ def _validate(c: Config, source: str) -> None:
          f"agent.max_grad_norm must be > 0 or null, got {a.max_grad_norm}"),
         (a.train_freq >= 1, f"agent.train_freq must be >= 1, got {a.train_freq}"),
         (a.gradient_steps >= 1, f"agent.gradient_steps must be >= 1, got {a.gradient_steps}"),
+        (a.train_freq <= MAX_TRAIN_FREQ,
+         f"agent.train_freq must be at most {MAX_TRAIN_FREQ:,} env steps between updates, got {a.train_freq:,}"),
+        (a.gradient_steps <= MAX_GRADIENT_STEPS,
+         f"agent.gradient_steps must be at most {MAX_GRADIENT_STEPS:,} per update, got {a.gradient_steps:,}"),
         (c.eval_every_steps is None or c.eval_every_steps >= 1,
          f"eval_every_steps must be >= 1 or null, got {c.eval_every_steps}"),
         (c.eval_every_steps is None or c.eval_episodes >= 1,
