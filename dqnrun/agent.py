@@ -53,12 +53,15 @@ def td_loss(
 ) -> torch.Tensor:
     """Mean squared (or Huber) TD error, each term scaled by its importance weight w_i when given.
 
-    PER (Schaul et al. 2016, Algorithm 1, line 11) accumulates w_i * delta_i * grad Q, the
-    gradient of w_i * delta_i^2 / 2: the weight multiplies the squared error once, it is not
-    squared with it.
+    MSE: mean_i w_i delta_i^2, the squared TD error of DQN's loss L_i(theta_i) (Mnih et al. 2015,
+    Methods) with each term weighted once (the weight multiplies the squared error, it is not
+    squared with it). Its gradient is 2 w_i delta_i grad Q per term: twice the w_i delta_i grad Q
+    that PER accumulates (Schaul et al. 2016, Algorithm 1, line 11), which is the gradient of
+    w_i delta_i^2 / 2. The factor 2 doubles SGD's step (Adam's and RMSprop's steps barely change
+    with a loss's scale); it stays, as the shipped results were trained with it.
     Huber (Huber 1964; the error clipping of Mnih et al. 2015): 0.5 x^2 for |x| <= delta, else
-    delta (|x| - 0.5 delta); its gradient is the TD error clipped to [-delta, delta]. Note the
-    0.5: inside delta its gradient is half the squared error's (x, not 2x), as in SB3 and Dopamine.
+    delta (|x| - 0.5 delta); its gradient is the TD error clipped to [-delta, delta], so inside
+    delta it is half the MSE's (x, not 2x), as in SB3 and Dopamine, and PER's w_i delta_i exactly.
     """
     if kind == "huber":
         per_sample = F.huber_loss(td_errors, torch.zeros_like(td_errors), reduction="none", delta=delta)

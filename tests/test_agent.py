@@ -116,6 +116,10 @@ def test_huber_and_mse_gradients():
     w = torch.tensor([1.0, 0.5, 0.25, 2.0])
     expected = torch.tensor([0.5 * 0.25, 0.5 * (2 - 0.5), 0.25 * (3 - 0.5), 2 * 0.5 * 0.0625]).mean()
     torch.testing.assert_close(td_loss(td.detach(), w, "huber", 1.0), expected)
+    # Weighted MSE: the gradient of w delta^2 is 2 w delta, twice PER's w delta (Algorithm 1, line 11).
+    td.grad = None
+    td_loss(td, w).backward()
+    torch.testing.assert_close(td.grad, 2 * w * td.detach() / 4)
 
 
 def capture_gradients(a, batch):
