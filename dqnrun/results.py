@@ -192,15 +192,28 @@ class RunDir:
         """
         path = self.evaluation(which, seed)
         kept = None
-        if path.exists() or path.is_symlink():
-            if not _same_measurement(path, doc):
-                k = 2
-                while self.evaluation(which, seed, k).exists() or self.evaluation(which, seed, k).is_symlink():
-                    k += 1
-                kept = self.evaluation(which, seed, k)
-                os.rename(path, kept)
+        if (path.exists() or path.is_symlink()) and not _same_measurement(path, doc):
+            kept = self._keep_aside(path, which, seed)
         write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
         return path, kept
+
+    def _keep_aside(self, path: Path, which: str, seed: int | None) -> Path | None:
+        """Give `path` also the first free `evaluation-<model>-<k>.json` name (None if `path`
+        has gone meanwhile). The name is claimed by a hard link, which fails if the name exists:
+        two `evaluate` processes that chose the same k cannot overwrite each other's copy (a
+        rename would, silently); the second one takes the next k."""
+        k = 2
+        while self.evaluation(which, seed, k).exists() or self.evaluation(which, seed, k).is_symlink():
+            k += 1  # the first free name, as far as can be seen now
+        while True:
+            kept = self.evaluation(which, seed, k)
+            try:
+                os.link(path, kept, follow_symlinks=False)
+                return kept
+            except FileExistsError:  # claimed since by another process
+                k += 1
+            except FileNotFoundError:  # another process kept it aside first
+                return None
 
     def read_evaluation(self, which: str = "best", seed: int | None = None) -> dict[str, Any] | None:
         """The saved evaluation (None if there is none); a damaged or foreign one is a UserError."""

@@ -1,3 +1,4 @@
+import json
 import os
 import stat
 
@@ -167,6 +168,31 @@ def test_evaluation_files_are_named_by_the_run_directory_and_never_lost(tmp_path
     run_dir.evaluation().write_text('{"format": "other"}')
     with pytest.raises(UserError, match="is not a dqnrun evaluation file"):
         run_dir.read_evaluation()
+
+
+def test_an_evaluation_kept_aside_never_overwrites_one_another_process_kept(tmp_path, monkeypatch):
+    """Another `evaluate` claims evaluation-best-2.json between this one's choice of that name
+    and its claim: this one takes evaluation-best-3.json and nothing is lost."""
+    run_dir = RunDir(tmp_path)
+    first = {"format": "dqnrun-evaluation", "seeds": [{"seed": 1, "mean": 1.0}], "across_seeds": {"mean": 1.0}}
+    run_dir.save_evaluation(first)
+    theirs = '{"format": "dqnrun-evaluation", "by": "the other process"}'
+    real = {"rename": os.rename, "link": os.link}
+
+    def other_process_first(name):
+        def claim(src, dst, **kwargs):
+            if Path(dst).name == "evaluation-best-2.json" and not Path(dst).exists():
+                Path(dst).write_text(theirs)
+            return real[name](src, dst, **kwargs)
+        return claim
+
+    for name in real:  # wherever the name is claimed
+        monkeypatch.setattr(os, name, other_process_first(name))
+    second = {**first, "across_seeds": {"mean": 2.0}}
+    assert run_dir.save_evaluation(second) == (run_dir.evaluation(), run_dir.evaluation(copy=3))
+    assert run_dir.evaluation(copy=2).read_text() == theirs
+    assert run_dir.read_evaluation() == second
+    assert json.loads(run_dir.evaluation(copy=3).read_text()) == first
 
 
 @pytest.fixture
