@@ -490,4 +490,5 @@ def execute_sweep(plan: SweepPlan, on_event: Callable[[str, Any], None] | None =
         if on_event is not None:
             on_event(run_plan.run_dir.name, event)
 
-    return experiment.execute_many(plan.runs, handle, jobs=plan.jobs)
+    with RunDir(plan.sweep_dir).training():  # the sweep's own marker, set when it was claimed, goes at the end
+        return experiment.execute_many(plan.runs, handle, jobs=plan.jobs)
