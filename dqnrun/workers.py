@@ -234,9 +234,9 @@ def stop_signals() -> Iterator[threading.Event]:
 def sigint_held() -> Iterator[None]:
     """While inside, this thread blocks SIGINT: processes (and threads) started inside inherit the
     blocked mask, so a terminal's Ctrl-C, sent to the whole process group, cannot kill a worker
-    before it ignores SIGINT itself (`process_main`; the fork server ignores it, Dask workers keep
-    it blocked). A Ctrl-C that comes meanwhile stays pending, not lost: it is delivered to this
-    process's handler (the stop flag of `stop_signals`) when the block ends."""
+    before it ignores SIGINT itself (`ignore_sigint`; the fork server ignores it too). A Ctrl-C
+    that comes meanwhile stays pending, not lost: it is delivered to this process's handler (the
+    stop flag of `stop_signals`) when the block ends."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -294,12 +294,18 @@ def serve(conn: Connection) -> None:
                 conn.send(("error", token, (RuntimeError(f"{type(exc).__name__}: {exc}"), remote)))
 
 
+def ignore_sigint() -> None:
+    """In a worker process started inside `sigint_held`: from now on ignore Ctrl-C (the client
+    decides when to stop). Ignore first, then unblock: a Ctrl-C held back while the process
+    started is discarded, not delivered."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def process_main(conn: Connection) -> None:
     """Entry point of a worker process."""
-    # The client decides when to stop. Ignore first, then unblock: a Ctrl-C held back while
-    # this process started (`sigint_held`) is discarded, not delivered.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    ignore_sigint()
     import torch
 
     torch.set_num_threads(1)
@@ -540,6 +546,9 @@ class DaskPool:
                 self.cluster = d.LocalCluster(n_workers=self.n_local, threads_per_worker=1, processes=True,
                                               dashboard_address=":0", silence_logs=logging.ERROR)
             self.client = d.Client(self.cluster)
+            # Its workers then ignore Ctrl-C, like local worker processes. (One that Dask restarts
+            # later keeps SIGINT blocked, as it inherits the mask: Ctrl-C cannot reach it either.)
+            self.client.run(ignore_sigint)
         else:
             self.client = connect(self.address)
         run_id = uuid.uuid4().hex

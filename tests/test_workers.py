@@ -149,3 +149,24 @@ def test_a_crash_in_a_users_env_is_one_line_with_the_traceback_in_the_run_and_re
     a, b = joblib.load(run / "results.joblib"), joblib.load(tmp_path / "straight" / "run" / "results.joblib")
     for key in ("scores", "train_returns", "steps", "losses", "epsilons", "best_score", "best_episode"):
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def sigint_state(pid="self"):
+    """(blocked, ignored) for SIGINT in a process's main thread, from /proc."""
+    fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    return tuple(bool(int(fields[k], 16) & (1 << (signal.SIGINT - 1))) for k in ("SigBlk", "SigIgn"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc")
+def test_worker_processes_ignore_ctrl_c_and_the_client_still_hears_it():
+    pytest.importorskip("distributed")
+    client_state = sigint_state()
+    pool = workers.LocalPool(jobs=2, in_process=False)
+    with pool:
+        while not pool.slots[0].ready:
+            pool.poll(0.1)
+        assert sigint_state(pool.slots[0].worker.pid) == (False, True)  # ignored, as before
+    with workers.DaskPool("local:1") as pool:
+        states = pool.client.run(sigint_state)
+        assert list(states.values()) == [(False, True)]
+    assert sigint_state() == client_state  # the client's own is as it was
