@@ -65,6 +65,7 @@ def test_a_missing_listing_or_file_is_one_line():
 
 
 @pytest.mark.skipif(not lecture_code.DEFAULT_LECTURE.is_file(), reason="the lecture's text is not beside the repository")
+@pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")  # raised by the lecture's own numpy-on-tensor code
 def test_the_lectures_code_runs_its_steps_and_evaluates_once_per_episode():
     lecture = lecture_code.load(lecture_code.DEFAULT_LECTURE, "ddqn")
     assert "best_actions" in lecture.sources["optimize"]  # the Double DQN listing
