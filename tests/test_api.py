@@ -32,7 +32,7 @@ def test_the_readme_notebook_snippet_runs(tmp_path, monkeypatch):
     assert list(line.get_xdata()) == list(range(5, 21))
     plt.close("all")
     exec(compile(snippet, "README.md", "exec"), namespace)  # again: a new run, and the snippet loads it
-    assert namespace["run"].path == Path("results/tiny-2/results.joblib")
+    assert namespace["run"].path == Path("scratch/tiny-2/results.joblib")
     plt.close("all")
 
 
