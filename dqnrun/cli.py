@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import math
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional
 
@@ -779,8 +780,10 @@ def watch(
     if model not in MODEL_KINDS:
         raise UserError(f"--model {model!r}: expected best or final")
     policy = best_policy(run, seed, model)
-    console.print(f"{esc(run)}: seed {policy.seed} ({esc(policy.variant)}, {model} model: score {policy.score:.1f} "
-                  f"at episode {policy.episode}) on {esc(policy.env_id)}")
+    saved = (f"score {policy.score:.1f} at episode {policy.episode}" if math.isfinite(policy.score)
+             else "score -: never evaluated")
+    console.print(f"{esc(run)}: seed {policy.seed} ({esc(policy.variant)}, {model} model: {saved}) "
+                  f"on {esc(policy.env_id)}")
 
     def report(episode: int, total: float, length: int) -> None:
         console.print(f"episode {episode}: return {total:.1f}, {length} steps")
@@ -839,15 +842,17 @@ def evaluate(
         measured.append((policy, returns))
         means.append(returns.mean())
         saved.append(policy.score)
-        table.add_row(str(policy.seed), f"{policy.score:.1f} ({policy.episode})", f"{returns.mean():.1f}",
-                      f"{returns.mean() - policy.score:+.1f}", f"{returns.std():.1f}",
-                      f"{returns.min():.1f}", f"{returns.max():.1f}")
+        known = math.isfinite(policy.score)  # nan: saved by a seed that never evaluated
+        table.add_row(str(policy.seed), f"{policy.score:.1f} ({policy.episode})" if known else "-",
+                      f"{returns.mean():.1f}", f"{returns.mean() - policy.score:+.1f}" if known else "-",
+                      f"{returns.std():.1f}", f"{returns.min():.1f}", f"{returns.max():.1f}")
     if len(means) > 1:
         import numpy as np
 
         table.add_section()
-        table.add_row("all", f"{np.mean(saved):.1f}", f"{np.mean(means):.1f}",
-                      f"{np.mean(means) - np.mean(saved):+.1f}", f"{np.std(means):.1f}",
+        all_known = all(math.isfinite(s) for s in saved)
+        table.add_row("all", f"{np.mean(saved):.1f}" if all_known else "-", f"{np.mean(means):.1f}",
+                      f"{np.mean(means) - np.mean(saved):+.1f}" if all_known else "-", f"{np.std(means):.1f}",
                       f"{np.min(means):.1f}", f"{np.max(means):.1f}")
     console.print(f"{esc(run)}: {model} model of each seed, {episodes} greedy episodes on {esc(loaded[0].env_id)} "
                   f"(initial states from --env-seed {env_seed}); 'at training' = its evaluation score when saved")

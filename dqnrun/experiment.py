@@ -9,6 +9,7 @@ since their last checkpoint. `results.joblib` is assembled once every seed is do
 
 from __future__ import annotations
 
+import bisect
 import io
 import math
 import os
@@ -55,6 +56,20 @@ def default_jobs(n_seeds: int) -> int:
 # Per-seed files
 
 
+def final_score(config: Config, result: SeedResult) -> tuple[float, int]:
+    """The final model's score when saved, and its episode (1-based). Evaluated every N env
+    steps, the per-episode scores are training returns (the last one possibly of a cut-off
+    episode): the score is then the last evaluation's, with the episode it ran in, or (nan, 0)
+    for a seed that never evaluated."""
+    if config.eval_every_steps is None:
+        return result.scores[-1], len(result.scores)
+    if not result.eval_scores:
+        return math.nan, 0
+    # An evaluation after env step S ran in the first episode ending at or after step S.
+    episode = bisect.bisect_left(result.steps, result.eval_steps[-1]) + 1
+    return result.eval_scores[-1], min(episode, len(result.scores))
+
+
 def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResult) -> None:
     """Write a finished seed's models (best and final) and result; drop its checkpoint.
 
@@ -89,7 +104,7 @@ def save_seed(run_dir: Path, config: Config, spec: NetworkSpec, result: SeedResu
     if result.best_state is not None:
         save_model(files.model(result.seed, "best"), result.best_state, result.best_score, result.best_episode)
     if result.final_state is not None and result.scores:
-        save_model(files.model(result.seed, "final"), result.final_state, result.scores[-1], len(result.scores))
+        save_model(files.model(result.seed, "final"), result.final_state, *final_score(config, result))
     state = result.to_state()
     state.pop("best_state")
     state.pop("final_state")

@@ -152,7 +152,8 @@ def policies(run: str | Path, seed: int | None = None, which: str = "best") -> l
 def best_policy(run: str | Path, seed: int | None = None, which: str = "best") -> Policy:
     """The policy of `seed`, or of the seed with the best score (ties: the earlier episode)."""
     candidates = policies(run, seed, which)
-    return max(candidates, key=lambda p: (p.score, -p.episode, -p.seed))
+    # A model saved without a score (nan: a seed that never evaluated) ranks last.
+    return max(candidates, key=lambda p: (p.score if p.score == p.score else -math.inf, -p.episode, -p.seed))
 
 
 def load_policy(run_or_model_path: str | Path, seed: int | None = None, which: str = "best") -> Policy:

@@ -242,3 +242,29 @@ def test_list_shows_a_sweep_directory_as_one_row(tmp_path, monkeypatch):
     rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
     assert f"2 points: dqnrun list {tmp_path / 'study'}" in rows["study/"]
     assert "unreadable" in rows["broken/"]
+
+
+def test_final_model_of_a_step_evaluated_run_keeps_its_last_evaluation_score(tiny_config, tmp_path):
+    """Evaluated every N env steps, the final model's score when saved is the last evaluation's
+    (not the last, possibly cut-off, episode's training return), with the episode it ran in; a
+    seed that never evaluated saves nan, shown as "-" with no gap."""
+    out = tmp_path / "results"
+    path = tiny_config("stepped", eval_every_steps=30, max_steps=100, episodes=50, seeds=[3])
+    assert train(str(path), "--out", str(out), "--jobs", "1").exit_code == 0
+    data = joblib.load(out / "stepped" / "results.joblib")
+    model = torch.load(out / "stepped" / "models" / "seed-3-final.pt", weights_only=True)
+    ends = data["steps"][0]
+    assert list(data["eval_steps"][0][~np.isnan(data["eval_steps"][0])]) == [30, 60, 90]
+    assert model["score"] == data["eval_scores"][0][2]
+    # the episode in which env step 90 was taken: the first ending at or after it
+    assert model["episode"] == 1 + int(np.argmax(ends >= 90))
+
+    never = tiny_config("never", eval_every_steps=1000, max_steps=60, episodes=50, seeds=[3])
+    assert train(str(never), "--out", str(out), "--jobs", "1").exit_code == 0
+    model = torch.load(out / "never" / "models" / "seed-3-final.pt", weights_only=True)
+    assert np.isnan(model["score"]) and model["episode"] == 0
+    evaluated = runner.invoke(app, ["evaluate", str(out / "never"), "--model", "final", "--episodes", "1"],
+                              env={"COLUMNS": "120"})
+    assert evaluated.exit_code == 0, evaluated.output
+    row = next(line.split() for line in evaluated.output.splitlines() if line.split()[:1] == ["3"])
+    assert row[1] == "-" and row[3] == "-" and "nan" not in evaluated.output
