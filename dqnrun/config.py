@@ -578,6 +578,9 @@ def config_warnings(c: Config) -> list[str]:
             f"agent.noisy explores by itself; epsilon-greedy on top (max {c.epsilon.max}, min {c.epsilon.min}) "
             "adds random actions: set epsilon.max and epsilon.min to 0 for NoisyNet alone"
         )
+    if c.eval_every_steps is not None and c.max_steps is not None and c.eval_every_steps > c.max_steps:
+        notes.append(f"eval_every_steps {c.eval_every_steps:,} > max_steps {c.max_steps:,}: no evaluation will run; "
+                     "the best model is never saved")
     return notes
 
 

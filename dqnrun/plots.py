@@ -276,7 +276,7 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
             add_legend(fig, list(handles.values()), list(handles))
     if not drawn:  # an empty figure is not an answer: say why each run has no curve
         plt.close(fig)
-        raise UserError(f"nothing to draw: {'; '.join(notes)}")
+        raise UserError("nothing to draw: " + "; ".join(n.removesuffix("; nothing to draw") for n in notes))
     return fig, notes
 
 

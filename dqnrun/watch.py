@@ -81,6 +81,9 @@ def model_files(run: str | Path, which: str = "best") -> dict[int, Path]:
         if which == "final" and run_dir.models("best"):
             raise UserError(f"{run_dir.path} has no final models (models/seed-<s>-final.pt; runs of dqnrun "
                             f"0.1.0 saved only the best); use --model best")
+        if which == "best" and run_dir.models("final"):
+            raise UserError(f"{run_dir.path} has no best models (models/seed-<s>.pt: no evaluation ran while it "
+                            f"trained); use --model final for the models at the end of training")
         raise UserError(f"{run_dir.path} has no saved models (models/seed-<s>.pt); is it a finished dqnrun run?")
     return files
 

@@ -134,3 +134,10 @@ def test_load_policy_final_of_a_first_release_run():
         dqnrun.load_policy(ROOT / "results" / "ddqn", which="final")
     with pytest.raises(dqnrun.UserError, match="which='worst': expected best or final"):
         dqnrun.load_policy(ROOT / "results" / "ddqn", which="worst")
+
+
+def test_load_policy_best_of_a_run_with_only_final_models_suggests_final(tmp_path):
+    (tmp_path / "run" / "models").mkdir(parents=True)
+    (tmp_path / "run" / "models" / "seed-3-final.pt").write_bytes(b"")
+    with pytest.raises(dqnrun.UserError, match="has no best models .* use --model final"):
+        dqnrun.load_policy(tmp_path / "run")

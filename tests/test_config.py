@@ -193,3 +193,12 @@ def test_yaml_that_a_config_refuses(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(UserError, match=re.escape(message)):
         load_config(path)
+
+
+def test_warns_when_eval_every_steps_exceeds_max_steps():
+    from dqnrun.config import config_from_dict, config_warnings
+
+    config = config_from_dict({"variant": "dqn", "eval_every_steps": 25_000, "max_steps": 300})
+    assert config_warnings(config) == [
+        "eval_every_steps 25,000 > max_steps 300: no evaluation will run; the best model is never saved"]
+    assert config_warnings(config_from_dict({"variant": "dqn", "eval_every_steps": 300, "max_steps": 300})) == []

@@ -272,3 +272,10 @@ def test_the_ninth_run_does_not_repeat_the_first_runs_look():
 
     looks = {(style(i)["color"], str(style(i)["linestyle"])) for i in range(64)}
     assert len(looks) == 64 and style(0) != style(8) and style(0)["color"] == style(8)["color"]
+
+
+def test_a_run_that_never_evaluated_says_nothing_to_draw_once():
+    nan = np.full((2, 3), np.nan)
+    with pytest.raises(UserError) as caught:
+        learning_curves([step_run("never", eval_steps=nan, eval_scores=nan)])
+    assert str(caught.value) == "nothing to draw: never: no evaluation common to its seeds"
