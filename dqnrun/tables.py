@@ -127,6 +127,8 @@ def columns(comparison: Comparison, wide: bool, short: bool = True) -> list[Colu
     target = f"to {num(thresholds.pop(), 0)}" if len(thresholds) == 1 and None not in thresholds else "to thr."
     cols = [Column("run", lambda s: s.name, numeric=False)]
     for key, values in swept(comparison).items():  # a sweep's points: their swept values
+        if key == "config" and all(values.get(s.path) == s.name for s in rows):
+            continue  # each point named after its config: the column would repeat `run`
         cols.append(Column(key.rsplit(".", 1)[-1], lambda s, v=values: v.get(s.path, "-"), numeric=False))
     cols.append(Column("variant", lambda s: s.variant, wide_only=True, numeric=False))
     if any(s.kind != EPISODE_EVAL for s in rows):  # which curve each row's scores come from
@@ -150,7 +152,8 @@ def columns(comparison: Comparison, wide: bool, short: bool = True) -> list[Colu
         cols.append(Column("evaluated", evaluated_cell, drop=5))
     if multi_env:
         cols.append(Column("norm.", lambda s: num(s.normalised, 2)))
-    if comparison.baseline is not None and len(rows) > 1:
+    # P(>) only where some run shares the baseline's environment: a column of "-" says nothing.
+    if comparison.baseline is not None and any(math.isfinite(s.p_improvement) for s in rows):
         cols.append(Column(poi_header(comparison, short), lambda s: num(s.p_improvement, 2), drop=7))
     return [c for c in cols if wide or not c.wide_only]
 
@@ -287,9 +290,9 @@ def print_comparison(console: Any, comparison: Comparison, last: int | None, wid
     from rich.markup import escape  # run names and env ids are printed as they are, "[x]" too
     from rich.table import Table
 
-    cols = columns(comparison, wide)
-    hidden: list[str] = []
-    while True:
+    every = columns(comparison, wide)
+
+    def build(cols: list[Column]) -> Any:
         table = Table(title=escape(title(comparison, last, [c.header for c in cols])), title_justify="left",
                       box=box.SIMPLE_HEAD, pad_edge=False)
         for c in cols:
@@ -300,12 +303,23 @@ def print_comparison(console: Any, comparison: Comparison, last: int | None, wid
                 table.add_column(c.header, justify="left", overflow="fold", min_width=min(longest, 24))
         for s in comparison.rows:
             table.add_row(*[escape(c.cell(s)) for c in cols])
-        droppable = [c for c in cols if c.drop]
-        if wide or natural_width(console, table) <= console.width or not droppable:
-            break
-        victim = min(droppable, key=lambda c: c.drop)
-        hidden.append(victim.header)
-        cols = [c for c in cols if c is not victim]
+        return table
+
+    def fits(table: Any) -> bool:
+        return wide or natural_width(console, table) <= console.width
+
+    cols, victims = every, []
+    table = build(cols)
+    while not fits(table) and any(c.drop for c in cols):
+        victims.append(min((c for c in cols if c.drop), key=lambda c: c.drop))
+        cols = [c for c in cols if c is not victims[-1]]
+        table = build(cols)
+    # A column hidden early may fit once a wider one is hidden too: the more important first.
+    for victim in reversed(victims[:-1]):
+        trial = [c for c in every if c in cols or c is victim]
+        if fits(candidate := build(trial)):
+            cols, table = trial, candidate
+    hidden = [c.header for c in victims if c not in cols]
     if hidden:
         table.title += escape(f" ({', '.join(hidden)}") + f" hidden at this width; --wide shows every column)"
     print_table(console, table, wide)

@@ -300,3 +300,23 @@ def test_compare_and_plot_without_runs_name_the_sweeps_they_leave_out(trained, t
     only = invoke("compare", "--root", str(root))
     assert only.exit_code == 2
     assert f"no runs directly under {root}/, only the sweep {study}/: name one" in " ".join(only.output.split())
+
+
+def test_at_80_columns_no_column_of_dashes_and_no_copy_of_the_run_name(trained, acrobot, monkeypatch):
+    """Runs each on its own environment: no P(>) column (nor its note), every row would be "-"."""
+    from pathlib import Path
+
+    from dqnrun.console import console
+
+    monkeypatch.setattr(console, "width", 80)  # the console is made once, at import
+    result = invoke("compare", str(trained / "dqn"), str(acrobot), columns=80)
+    assert result.exit_code == 0, result.output
+    assert "P(>" not in result.output and "probability of improvement" not in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80, result.output
+    # The shipped study: each point's config is named after it, so no `config` column repeats `run`.
+    study = Path(__file__).resolve().parents[1] / "results" / "classic-control"
+    result = invoke("compare", str(study), columns=80)
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if line.split()[:1] == ["run"]).split()
+    assert "config" not in header and "P(>" not in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80, result.output
