@@ -121,17 +121,23 @@ class Adam(_Foreach):
                 "decoupled_weight_decay": False}
     STATE = ("exp_avg", "exp_avg_sq")
 
+    def _moments(self, group, grads, state):
+        """t <- t + 1;  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2, in place; returns (t, m, v)."""
+        beta1, beta2 = group["betas"]
+        steps, exp_avgs, exp_avg_sqs = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        torch._foreach_add_(steps, self._one, alpha=1.0)
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+        return steps, exp_avgs, exp_avg_sqs
+
     def _update(self, group, params, grads, state):
         """Kingma & Ba (2015), Algorithm 1, as torch's `_multi_tensor_adam` computes it:
         m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
         theta <- theta - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
         beta1, beta2 = group["betas"]
         lr = group["lr"]
-        steps, exp_avgs, exp_avg_sqs = state["step"], state["exp_avg"], state["exp_avg_sq"]
-        torch._foreach_add_(steps, self._one, alpha=1.0)
-        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+        steps, exp_avgs, exp_avg_sqs = self._moments(group, grads, state)
         # torch reads each parameter's step count as a Python float.
         t = [s.item() for s in steps]
         step_size = [(lr / (1 - beta1**n)) * -1 for n in t]

@@ -464,11 +464,7 @@ class StackedAdam(_PerSeed, Adam):
         (Kingma & Ba 2015, Algorithm 1), computed on the device (float64, then float32)."""
         beta1, beta2 = group["betas"]
         lr = group["lr"]
-        steps, exp_avgs, exp_avg_sqs = state["step"], state["exp_avg"], state["exp_avg_sq"]
-        torch._foreach_add_(steps, self._one, alpha=1.0)
-        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+        steps, exp_avgs, exp_avg_sqs = self._moments(group, grads, state)
         # Every parameter of a seed has taken the same steps. (Apple's MPS has no float64.)
         t = steps[0].to(torch.float32 if steps[0].device.type == "mps" else torch.float64)
         step_size = (-lr / (1 - beta1**t)).float()
