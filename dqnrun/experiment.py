@@ -511,6 +511,10 @@ def start_run(
     if resume is None and dev == "cuda" and cfg.speed.vectorize == 1 and len(cfg.seeds) > 1 \
             and not sets_vectorize(config, overrides):
         cfg, spec = stack_on_gpu(cfg, spec, jobs, notes)
+    if dev == "cpu" and cfg.speed.vectorize > 1 and spec.trunk != "mlp":
+        notes.append(f"note: {cfg.speed.vectorize} stacked seeds of a convolutional network on the CPU train slower "
+                     "than one seed per process (batched convolutions do not pay there); set speed.vectorize: 1 "
+                     "and --jobs for speed")
     use_tb = cfg.logging.tensorboard if tensorboard is None else tensorboard
     if use_tb:
         from dqnrun.tblog import require_tensorboard

@@ -18,19 +18,12 @@ from dqnrun.networks import NetworkSpec, QNetwork
 runner = CliRunner()
 
 
-class ImageEnv(gym.Env):
-    def __init__(self, render_mode=None):
-        self.observation_space = gym.spaces.Box(0, 255, shape=(8, 8, 3), dtype=np.uint8)
-        self.action_space = gym.spaces.Discrete(2)
-
-
 class BrokenEnv(gym.Env):
     def __init__(self, render_mode=None):
         raise RuntimeError("missing licence file")
 
 
-if "dqnrun-test/Image-v0" not in gym.registry:
-    gym.register("dqnrun-test/Image-v0", entry_point=ImageEnv)
+if "dqnrun-test/Broken-v0" not in gym.registry:
     gym.register("dqnrun-test/Broken-v0", entry_point=BrokenEnv)
 
 

@@ -276,3 +276,16 @@ def test_on_a_gpu_the_seeds_stack_unless_the_user_chose_otherwise(tmp_path, monk
     assert stacked(tmp_path / "one.yaml", name="d")[0] == 1  # chosen in the file
     assert stacked(tmp_path / "c.yaml", overrides=["speed.vectorize=1"], name="e")[0] == 1  # chosen by --set
     assert stacked(tmp_path / "c.yaml", overrides=["seeds=[4]"], name="f")[0] == 1  # one seed: nothing to stack
+
+
+def test_stacked_convolutional_seeds_on_the_cpu_are_told_they_are_slower(tmp_path):
+    from dqnrun import experiment
+    from tests_helpers import IMAGE_ENV, TINY_RAW
+
+    def notes(**changes):
+        raw = {**TINY_RAW, "seeds": [1, 2], "speed": {"vectorize": 2}, **changes}
+        return experiment.start_run(raw, out=tmp_path, device="cpu", name=str(len(list(tmp_path.iterdir())))).notes
+
+    cnn = notes(env=IMAGE_ENV, network={"type": "cnn", "cnn": "minatar"})
+    assert any("stacked seeds of a convolutional network on the CPU train slower" in n for n in cnn)
+    assert not any("convolutional" in n for n in notes())  # an MLP's stack pays on the CPU

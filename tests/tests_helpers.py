@@ -1,4 +1,7 @@
-"""Plain data shared by tests (fixtures live in conftest.py)."""
+"""Plain data and test environments shared by tests (fixtures live in conftest.py)."""
+
+import gymnasium as gym
+import numpy as np
 
 TINY_RAW = {
     "variant": "ddqn",
@@ -30,3 +33,16 @@ def step_run_data(name="stepped", env="CartPole-v1", threshold=35.0):
         "eval_scores": np.array([[10.0, 20.0, 40.0], [30.0, 50.0, nan]]),
         "wall_time": np.array([1.0, 3.0]),
     }
+
+
+class ImageEnv(gym.Env):
+    """8x8 RGB observations, two actions: enough for the checks made before training."""
+
+    def __init__(self, render_mode=None):
+        self.observation_space = gym.spaces.Box(0, 255, shape=(8, 8, 3), dtype=np.uint8)
+        self.action_space = gym.spaces.Discrete(2)
+
+
+IMAGE_ENV = "dqnrun-test/Image-v0"
+if IMAGE_ENV not in gym.registry:
+    gym.register(IMAGE_ENV, entry_point=ImageEnv)
