@@ -5,7 +5,6 @@ from pathlib import Path
 
 import gymnasium as gym
 import joblib
-import numpy as np
 import pytest
 import torch
 import yaml
