@@ -459,7 +459,9 @@ def load_runs(args: list[str], root: Path) -> tuple[list[Any], list[str]]:
                      f"{', '.join(f'{p}/' for p in sweeps)}; name one to include its points, "
                      f"e.g. {' '.join(str(p) for p in sweeps[:1])}")
     try:
-        paths = resolve_runs(expand_runs(args), root)
+        expanded, unfinished = expand_runs(args)
+        notes += unfinished
+        paths = resolve_runs(expanded, root)
     except UserError:
         if not sweeps:
             raise

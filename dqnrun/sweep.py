@@ -342,15 +342,26 @@ def load_manifest(path: str | Path) -> Manifest:
     return Manifest(str(data.get("name", path.name)), path, tuple(map(str, swept)), tuple(out))
 
 
-def expand_runs(args: Sequence[str]) -> list[str]:
-    """RUN arguments with each sweep directory replaced by its points' run directories."""
+def expand_runs(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """RUN arguments with each sweep directory replaced by its finished points' run directories,
+    and a note per sweep naming the points left out because they are not finished (yet)."""
     out: list[str] = []
+    notes: list[str] = []
     for arg in args:
-        if is_sweep_dir(arg):
-            out += [str(p.run_dir) for p in load_manifest(arg).points]
-        else:
+        if not is_sweep_dir(arg):
             out.append(arg)
-    return out
+            continue
+        points = load_manifest(arg).points
+        done = [p for p in points if RunDir(p.run_dir).is_finished()]
+        if not done:
+            raise UserError(f"{arg} has no finished point yet; `dqnrun list {arg}` shows its progress")
+        waiting = [p.name for p in points if p not in done]
+        if waiting:
+            shown = ", ".join(waiting[:4]) + (", ..." if len(waiting) > 4 else "")
+            notes.append(f"not included: {len(waiting)} of {len(points)} points of {arg} are not finished "
+                         f"({shown}); `dqnrun list {arg}` shows their progress")
+        out += [str(p.run_dir) for p in done]
+    return out, notes
 
 
 def swept_values(run_dir: str | Path) -> dict[str, Any] | None:

@@ -106,6 +106,17 @@ def test_a_sweep_gives_each_point_the_numbers_of_train_and_compare_shows_swept_c
     done = invoke("sweep", "--resume", tmp_path / "study")
     assert done.exit_code == 2 and "already complete" in done.output
 
+    # a point not finished (yet) is left out of compare and plot with a note, not an error
+    (tmp_path / "study" / "per-lr0.0005" / "results.joblib").rename(tmp_path / "held.joblib")
+    partial = invoke("compare", tmp_path / "study")
+    assert partial.exit_code == 0, partial.output
+    assert "per-lr0.001 " in partial.output and "per-lr0.0005 " not in partial.output
+    assert f"not included: 1 of 4 points of {tmp_path / 'study'} are not finished (per-lr0.0005)" in partial.output
+    for point in ("ddqn-lr0.001", "ddqn-lr0.0005", "per-lr0.001"):
+        (tmp_path / "study" / point / "results.joblib").unlink()
+    none = invoke("plot", tmp_path / "study", "-o", tmp_path / "none.png")
+    assert none.exit_code == 2 and f"{tmp_path / 'study'} has no finished point yet" in none.output
+
 
 def test_sigterm_then_resume_of_a_sweep_gives_the_numbers_of_train(study, tmp_path):
     root, trained = study
