@@ -689,7 +689,7 @@ def list_runs(
     from dqnrun.console import console, runs_table
     from dqnrun.results import RunDir, find_runs, load_run, read_progress
     from dqnrun.stats import summarize
-    from dqnrun.sweep import find_sweeps, load_manifest
+    from dqnrun.sweep import find_sweeps, is_sweep_dir, load_manifest
 
     if not root.is_dir():
         raise UserError(f"no such directory: {root}")
@@ -708,10 +708,13 @@ def list_runs(
                 add_row((path.name, "?", "?", "?", "?", "-", "-", f"unreadable: {exc}"))
                 continue
             cfg = progress.config
-            done = ", ".join(f"{seed}: {n}" for seed, n in progress.episodes_done.items())
+            episodes = sum(progress.episodes_done.values())
+            budget = f"/{len(cfg.seeds) * cfg.episodes:,}" if cfg.max_steps is None else ""
             state = "training" if progress.is_live else "interrupted"
+            resume = f"dqnrun sweep --resume {root}" if is_sweep_dir(root) else f"dqnrun train --resume {path}"
             add_row((path.name, cfg.variant, cfg.env, str(len(cfg.seeds)), str(cfg.episodes), "-", "-",
-                     f"{state}: episodes done {done}" + ("" if progress.is_live else f" (dqnrun train --resume {path})")))
+                     f"{state}: {len(progress.finished_seeds)}/{len(cfg.seeds)} seeds done, {episodes:,}{budget} "
+                     f"episodes" + ("" if progress.is_live else f" ({resume})")))
             continue
         try:
             run = load_run(path)

@@ -169,8 +169,8 @@ def test_list_shows_runs_in_progress_and_interrupted_ones(tiny_config, tmp_path,
     result = runner.invoke(app, ["list", str(tmp_path)], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
-    assert "training: episodes done 3: 4, 4: 2" in rows["live"] and "--resume" not in rows["live"]
-    assert "interrupted: episodes done 3: 4, 4: 2 (dqnrun train --resume" in rows["stopped"]
+    assert "training: 0/2 seeds done, 6/12 episodes" in rows["live"] and "--resume" not in rows["live"]
+    assert "interrupted: 0/2 seeds done, 6/12 episodes (dqnrun train --resume" in rows["stopped"]
 
 
 def test_rainbow_run_records_step_evaluations_and_warns_once_about_epsilon(tiny_config, tmp_path):

@@ -223,7 +223,7 @@ def test_list_of_a_run_folder_with_a_fifo_answers(tmp_path, fifo, no_hang):
     assert result.exit_code == 0, result.output
     row = " ".join(result.output.split())
     if fifo == ".training":
-        assert "interrupted: episodes done 12: 0" in row
+        assert "interrupted: 0/5 seeds done, 0/1,250 episodes" in row
     else:
         assert "unreadable:" in row and "seed-12.csv is not a regular file" in row
 
