@@ -512,6 +512,9 @@ def plot(
         None, "--output", "-o", help="Figure file: .png, .svg or .pdf (default: a new <root>/<A>-vs-<B>.png)."),
     x: str = typer.Option("auto", "--x", help="x axis: episodes, steps (every seed on one env-step grid), or auto: "
                                              "steps when a run is evaluated every N env steps, else episodes."),
+    y: str = typer.Option("eval", "--y", help="y axis: eval (each run's evaluation score; its training return "
+                          "where it did not evaluate) or train (every run's training return, smoothed over its "
+                          "window: the curve papers plot that report returns while learning)."),
     band: str = typer.Option("minmax", help=BAND_HELP),
     threshold: Optional[str] = typer.Option(None, metavar="env|SCORE", help=THRESHOLD_HELP),
     size: str = typer.Option("page", help=SIZE_HELP),
@@ -536,6 +539,8 @@ def plot(
       dqnrun plot 'results/*' --x steps -o all.svg
 
       dqnrun plot results/dueling-lr-tau --facet agent.tau --band ci -o lr-tau.png
+
+      dqnrun plot results/minatar-breakout --y train --x steps -o breakout.png
     """
     from dqnrun.console import console
     from dqnrun.plots import learning_curves, save_figure
@@ -548,7 +553,7 @@ def plot(
     out = output or default_plot_path(root, labels)
     fig, draw_notes = write_output(out, lambda: learning_curves(
         loaded, x=x, title=title, band=band, threshold=parse_threshold(threshold), size=size,
-        labels=plot_labels(labels), lengths=lengths, facet=facet))
+        labels=plot_labels(labels), lengths=lengths, facet=facet, y=y))
     write_output(out, lambda: save_figure(fig, out))
     print_notes(notes + cut_notes + draw_notes, console)
     console.print(f"wrote [bold]{esc(out)}[/bold]")

@@ -24,6 +24,7 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 from dqnrun.errors import UserError  # noqa: E402
 from dqnrun.results import Run  # noqa: E402
 from dqnrun.stats import (  # noqa: E402
+    TRAIN_RETURN,
     curves,
     eval_curve,
     eval_grid,
@@ -38,7 +39,9 @@ from dqnrun.stats import (  # noqa: E402
     run_labels,
     run_window,
     score_distribution,
+    score_kind,
     thousands,
+    training_view,
 )
 
 FORMATS = ("png", "svg", "pdf")
@@ -131,16 +134,16 @@ def run_curve(run: Run, x: str, band: str, length: int | None,
             return None, f"{length or run.scores.shape[1]} episodes, shorter than its window {window}; nothing to draw"
         xs = np.arange(per_seed.shape[1]) + window
     else:
-        steps, smoothed = per_seed_points(run, length)
-        if smoothed.shape[1] == 0:
+        points = per_seed_points(run, length)
+        if min(len(y) for _, y in points) == 0:
             return None, "shorter than its window; nothing to draw"
         # One env-step grid for every seed: each seed's curve is interpolated onto it, over the
         # steps every seed covers, then aggregated point by point.
-        start, stop = np.max(steps[:, 0]), np.min(steps[:, -1])
+        start, stop = max(s[0] for s, _ in points), min(s[-1] for s, _ in points)
         if start >= stop:
             return None, "its seeds cover no common env-step range; nothing to draw"
         xs = np.linspace(start, stop, GRID_POINTS)
-        per_seed = np.stack([np.interp(xs, s, y) for s, y in zip(steps, smoothed)])
+        per_seed = np.stack([np.interp(xs, s, y) for s, y in points])
     centre, low, high = band_of(per_seed, band)
     return Curve(xs, centre, low, high, len(per_seed)), None
 
@@ -185,7 +188,8 @@ def rc_params(font: float) -> dict:
 def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = None,
                     length: int | None = None, band: str = "minmax", threshold: float | str | None = None,
                     size: str = "page", labels: Sequence[str] | None = None,
-                    lengths: Sequence[int | None] | None = None, facet: str | None = None) -> tuple[Figure, list[str]]:
+                    lengths: Sequence[int | None] | None = None, facet: str | None = None,
+                    y: str = "eval") -> tuple[Figure, list[str]]:
     """Learning curves, one panel per environment (and per value of the config key `facet`, e.g.
     agent.tau: then a run is labelled by the other keys it differs in and keeps its colour
     across panels).
@@ -195,7 +199,9 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
     steps, or auto (steps when a run is step-evaluated, else episodes); on steps, the
     step-evaluated runs of a panel share one grid: every env step any of their seeds evaluated at. `threshold`: "env"
     draws each environment's reward threshold, a number draws that score. `lengths`: per run, the
-    episodes to draw (runs compared over a common length); `length` applies one to all.
+    episodes to draw (runs compared over a common length); `length` applies one to all. `y`:
+    eval (the score the run is measured by: its evaluations, or its training return where it
+    did not evaluate) or train (every run's training return, smoothed over its window).
     Returns the figure and notes about runs that could not be drawn as asked.
     """
     if band not in BANDS:
@@ -204,10 +210,21 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
         raise UserError(f"--size {size!r}: expected one of {', '.join(SIZES)}")
     if x not in ("auto", "episodes", "steps"):
         raise UserError(f"--x {x!r}: expected auto, episodes or steps")
-    if x == "auto":  # a run evaluated every N env steps has no per-episode evaluation curve
-        x = "steps" if any(is_step_evaluated(r) for r in runs) else "episodes"
+    if y not in ("eval", "train"):
+        raise UserError(f"--y {y!r}: expected eval or train")
     labels = list(labels) if labels is not None else run_labels(runs)
     lengths = list(lengths) if lengths is not None else [length] * len(runs)
+    notes = []
+    if y == "train":
+        views = [training_view(r) for r in runs]
+        notes += [f"{label}: no training returns recorded (a lecture result file); left out"
+                  for label, v in zip(labels, views) if v is None]
+        keep = [i for i, v in enumerate(views) if v is not None]
+        if not keep:
+            raise UserError("nothing to draw: no run recorded its training returns (lecture result files do not)")
+        runs, labels, lengths = [views[i] for i in keep], [labels[i] for i in keep], [lengths[i] for i in keep]
+    if x == "auto":  # a run evaluated every N env steps has no per-episode evaluation curve
+        x = "steps" if any(is_step_evaluated(r) for r in runs) else "episodes"
     env_of = environments(runs)
     panel_of: list = list(env_of)
     if facet is not None:
@@ -218,7 +235,9 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
     colour_of = {label: i for i, label in enumerate(dict.fromkeys(labels))}  # one colour per label
     fig, axes = new_figure(len(panels), size)
     font = SIZES[size][1]
-    notes = []
+    kinds = {score_kind(r) for r in runs}
+    y_label = "Training return" if y == "train" or kinds == {TRAIN_RETURN} else "Evaluation score" if TRAIN_RETURN not in kinds \
+        else "Score (evaluation or training return)"
     headings: list[str] = []
     handles: dict[str, object] = {}
     drawn = 0
@@ -262,7 +281,7 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
             ax.set_xlabel("Episodes" if x == "episodes" else "Env steps")
             if x == "steps":
                 ax.xaxis.set_major_formatter(FuncFormatter(thousands))
-            ax.set_ylabel("Evaluation score")
+            ax.set_ylabel(y_label)
             ax.grid(alpha=0.3, linewidth=0.5)
             ax.margins(x=0)
         if facet is not None:

@@ -172,15 +172,17 @@ def per_seed_smoothed(run: Run, length: int | None = None, pooled_only: bool = F
     return np.stack([r[:n] for r in rows])
 
 
-def per_seed_points(run: Run, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(env steps, smoothed score) per pooled seed: each smoothed point sits at the env step of the
-    episode that ends its window. Rows are NaN-padded where a seed is shorter."""
+def per_seed_points(run: Run, length: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per pooled seed, (env steps, smoothed score) over its first `length` episodes: each
+    smoothed point sits at the env step of the episode that ends its window. Each seed keeps
+    its own length (seeds with a `max_steps` budget end after different numbers of episodes)."""
     window = run_window(run, length)
-    rows = pooled_rows(run)
-    smoothed = per_seed_smoothed(run, length, pooled_only=True)
-    n = smoothed.shape[1]
-    steps = run.steps[rows][:, window - 1 : window - 1 + n]
-    return steps, smoothed
+    out = []
+    for r in pooled_rows(run):
+        scores = run.scores[r][~np.isnan(run.scores[r])][:length]
+        smoothed = smooth(scores, window)
+        out.append((run.steps[r][window - 1 : window - 1 + len(smoothed)], smoothed))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,6 +202,24 @@ def score_kind(run: Run) -> str:
 
 def is_step_evaluated(run: Run) -> bool:
     return score_kind(run) == STEP_EVAL
+
+
+def training_view(run: Run) -> Run | None:
+    """The run with its training episodes' returns as its scores, so that its curve (smoothed over
+    its window, on episodes or env steps) is the return during training: what papers plot that
+    report returns while learning, epsilon-greedy (MinAtar, Young and Tian 2019, Fig. 2; the
+    Atari DQN's training curves). None for a run that did not record them (a lecture file)."""
+    if score_kind(run) in (STEP_EVAL, TRAIN_RETURN):  # its per-episode scores are the training returns
+        returns = run.scores
+    else:
+        returns = run.train_returns
+        if returns is None or not np.isfinite(returns).any():
+            returns = None
+    if run.is_lecture or returns is None:
+        return None
+    config = None if run.config is None else dataclasses.replace(run.config, eval_episodes=0, eval_every_steps=None)
+    none = np.empty((returns.shape[0], 0))
+    return dataclasses.replace(run, scores=returns, config=config, eval_steps=none, eval_scores=none)
 
 
 def thousands(value: float, _pos: int = 0) -> str:

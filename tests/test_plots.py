@@ -279,3 +279,47 @@ def test_a_run_that_never_evaluated_says_nothing_to_draw_once():
     with pytest.raises(UserError) as caught:
         learning_curves([step_run("never", eval_steps=nan, eval_scores=nan)])
     assert str(caught.value) == "nothing to draw: never: no evaluation common to its seeds"
+
+
+def test_training_returns_draw_on_episodes_and_env_steps():
+    # A step-evaluated run's per-episode scores are its training returns (seed 1: 1, 2, 3 at env
+    # steps 120, 260, 300; seed 2: 4, 5, 6 at 90, 180, 260), window 1. On episodes: the seeds' mean.
+    fig, notes = learning_curves([step_run()], y="train", x="episodes", band="none")
+    ax = fig.axes[0]
+    assert notes == [] and ax.get_ylabel() == "Training return" and ax.get_xlabel() == "Episodes"
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [1, 2, 3])
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [2.5, 3.5, 4.5])
+    # On env steps: both seeds interpolated over the range both cover, [120, 260].
+    fig, _ = learning_curves([step_run()], y="train", x="steps", band="none")
+    xs, ys = fig.axes[0].lines[0].get_xdata(), fig.axes[0].lines[0].get_ydata()
+    assert xs[0] == 120 and xs[-1] == 260
+    np.testing.assert_allclose(ys, (np.interp(xs, [120, 260, 300], [1, 2, 3]) + np.interp(xs, [90, 180, 260], [4, 5, 6])) / 2)
+    # A run evaluated after every episode draws its recorded training returns, smoothed over its window.
+    run = fake_run("dqn")
+    returns = np.arange(run.scores.size, dtype=float).reshape(run.scores.shape) % 7
+    fig, _ = learning_curves([dataclasses.replace(run, train_returns=returns)], y="train", x="episodes", band="none")
+    expected = np.mean([np.convolve(r, np.ones(5) / 5, "valid") for r in returns], axis=0)
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), expected)
+    # Lecture files recorded none: left out with a note, or nothing to draw.
+    _, notes = learning_curves([step_run(), lecture_run("old")], y="train", x="episodes")
+    assert notes == ["old: no training returns recorded (a lecture result file); left out"]
+    with pytest.raises(UserError, match="no run recorded its training returns"):
+        learning_curves([lecture_run("old")], y="train")
+    with pytest.raises(UserError, match="--y 'loss': expected eval or train"):
+        learning_curves([step_run()], y="loss")
+
+
+def test_on_env_steps_each_seed_keeps_its_own_episodes():
+    # Seeds with a max_steps budget end after different numbers of episodes: seed 2's long
+    # episodes must not cut seed 1's curve short (both cover env steps up to 400 here).
+    nan = np.nan
+    data = {"format": "dqnrun-run", "name": "budget", "window": 1, "env_id": "CartPole-v1", "seeds": [1, 2],
+            "scores": np.array([[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, nan, nan]]),
+            "smoothed": np.array([[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, nan, nan]]),
+            "steps": np.array([[100.0, 200.0, 300.0, 400.0], [200.0, 400.0, nan, nan]]),
+            "episodes": np.array([4, 2]), "max_score": np.array([10.0, 20.0]),
+            "min_score": np.array([1.0, 2.0]), "mean_score": np.array([5.5, 11.0])}
+    fig, _ = learning_curves([run_from_data(data, Path("budget/results.joblib"))], x="steps", band="none")
+    xs, ys = fig.axes[0].lines[0].get_xdata(), fig.axes[0].lines[0].get_ydata()
+    assert xs[0] == 200 and xs[-1] == 400
+    np.testing.assert_allclose(ys, (np.interp(xs, [100, 200, 300, 400], [1, 2, 3, 4]) + np.interp(xs, [200, 400], [10, 20])) / 2)
