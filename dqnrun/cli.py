@@ -130,6 +130,9 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from dqnrun.console import fit_to_output
+
+        fit_to_output()
         try:
             return fn(*args, **kwargs)
         except UserError as exc:

@@ -14,19 +14,36 @@ from dqnrun.results import Run
 from dqnrun.trainer import EpisodeEnd, Event, SeedEnd
 
 
-def _console(stderr: bool = False) -> Console:
-    """A console that, when piped, is wide enough for the compare table instead of 80 columns."""
+def _width(stream) -> int | None:
+    """COLUMNS where set; else 200 when piped (wide enough for the compare table, not 80); else
+    None: the terminal's own width."""
     import os
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    piped = not (hasattr(stream, "isatty") and stream.isatty())
+    return 200 if piped else None
+
+
+def _console(stderr: bool = False) -> Console:
     import sys
 
-    stream = sys.stderr if stderr else sys.stdout
-    piped = not (hasattr(stream, "isatty") and stream.isatty())
-    width = 200 if piped and "COLUMNS" not in os.environ else None
-    return Console(stderr=stderr, width=width)
+    return Console(stderr=stderr, width=_width(sys.stderr if stderr else sys.stdout))
 
 
 console = _console()
 err_console = _console(stderr=True)
+
+
+def fit_to_output() -> None:
+    """Size both consoles for the command about to run. They outlive a command where dqnrun runs
+    in-process (called from Python, or under a test runner), and COLUMNS or the streams may have
+    changed since they were made."""
+    import sys
+
+    console.width = _width(sys.stdout)
+    err_console.width = _width(sys.stderr)
 
 
 def fmt_score(x: float) -> str:

@@ -145,13 +145,9 @@ def test_version():
     assert result.exit_code == 0 and result.output.strip() == f"dqnrun {__version__}"
 
 
-def test_list_shows_runs_in_progress_and_interrupted_ones(tiny_config, tmp_path, monkeypatch):
+def test_list_shows_runs_in_progress_and_interrupted_ones(tiny_config, tmp_path):
     import os
     import socket
-
-    from dqnrun import console
-
-    monkeypatch.setattr(console.console, "width", 400)  # rows unwrapped, whatever tmp_path's length
 
     from dqnrun.results import MetricsFile, RunDir
 
@@ -166,7 +162,7 @@ def test_list_shows_runs_in_progress_and_interrupted_ones(tiny_config, tmp_path,
                 f.append({"episode": i, "env_steps": 10 * i, "score": 1.0})
             f.close()
         run.training_marker.write_text(f"{pid} {socket.gethostname()}\n")
-    result = runner.invoke(app, ["list", str(tmp_path)], env={"COLUMNS": "250"})
+    result = runner.invoke(app, ["list", str(tmp_path)], env={"COLUMNS": "400"})  # rows unwrapped
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
     assert "training: 0/2 seeds done, 6/12 episodes" in rows["live"] and "--resume" not in rows["live"]
@@ -226,18 +222,15 @@ def test_help_and_the_package_import_nothing_heavy(argv):
         assert "Usage" in out.stdout
 
 
-def test_list_shows_a_sweep_directory_as_one_row(tmp_path, monkeypatch):
-    from dqnrun import console
+def test_list_shows_a_sweep_directory_as_one_row(tmp_path):
     from dqnrun.sweep import MANIFEST, SWEEP_FORMAT
-
-    monkeypatch.setattr(console.console, "width", 400)  # rows unwrapped, whatever tmp_path's length
 
     (tmp_path / "study").mkdir()
     points = [{"name": f"lr{i}", "values": {"agent.learning_rate": i}, "seeds": [1]} for i in (1, 2)]
     (tmp_path / "study" / MANIFEST).write_text(yaml.safe_dump({"format": SWEEP_FORMAT, "points": points}))
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / MANIFEST).write_text("format: [")
-    result = runner.invoke(app, ["list", str(tmp_path)], env={"COLUMNS": "250"})
+    result = runner.invoke(app, ["list", str(tmp_path)], env={"COLUMNS": "400"})  # rows unwrapped
     assert result.exit_code == 0, result.output  # only sweeps here: still a listing, not "no runs"
     rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
     assert f"2 points: dqnrun list {tmp_path / 'study'}" in rows["study/"]

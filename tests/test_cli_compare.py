@@ -83,10 +83,7 @@ def test_compare_json_matches_csv(trained):
     assert doc["runs"][0]["p_improvement"] is None and doc["aggregate"] == []
 
 
-def test_the_table_fits_80_columns_without_cutting_a_value(trained, tmp_path, monkeypatch):
-    from dqnrun.console import console
-
-    monkeypatch.setattr(console, "width", 80)  # the console is made once, at import
+def test_the_table_fits_80_columns_without_cutting_a_value(trained, tmp_path):
     long = tmp_path / "dueling-per-with-a-long-name"
     shutil.copytree(trained / "per", long)
     result = invoke("compare", str(trained / "dqn"), str(long), columns=80)
@@ -96,11 +93,9 @@ def test_the_table_fits_80_columns_without_cutting_a_value(trained, tmp_path, mo
     rows = csv_rows(invoke("compare", str(trained / "dqn"), str(long), "--format", "csv"))
     for row in rows:
         assert f"{float(row['final']):,.1f}" in result.output
-    monkeypatch.setattr(console, "width", 50)
-    narrow = invoke("compare", str(trained / "dqn"), str(long))
+    narrow = invoke("compare", str(trained / "dqn"), str(long), columns=50)
     assert "…" not in narrow.output and max(len(line) for line in narrow.output.splitlines()) <= 50
     assert "hidden at this width" in narrow.output and "--wide shows every column" in narrow.output
-    monkeypatch.setattr(console, "width", 80)
     wide = invoke("compare", str(trained / "dqn"), str(long), "--wide", columns=80)
     assert "…" not in wide.output and "env steps" in wide.output and "ddqn+per" in wide.output
 
@@ -302,13 +297,10 @@ def test_compare_and_plot_without_runs_name_the_sweeps_they_leave_out(trained, t
     assert f"no runs directly under {root}/, only the sweep {study}/: name one" in " ".join(only.output.split())
 
 
-def test_at_80_columns_no_column_of_dashes_and_no_copy_of_the_run_name(trained, acrobot, monkeypatch):
+def test_at_80_columns_no_column_of_dashes_and_no_copy_of_the_run_name(trained, acrobot):
     """Runs each on its own environment: no P(>) column (nor its note), every row would be "-"."""
     from pathlib import Path
 
-    from dqnrun.console import console
-
-    monkeypatch.setattr(console, "width", 80)  # the console is made once, at import
     result = invoke("compare", str(trained / "dqn"), str(acrobot), columns=80)
     assert result.exit_code == 0, result.output
     assert "P(>" not in result.output and "probability of improvement" not in result.output

@@ -75,9 +75,7 @@ def make_run(root: Path, name: str = "run") -> Path:
 @pytest.fixture
 def wide(monkeypatch):
     """`list` prints a table: wide enough for a whole error message in its status column."""
-    from dqnrun import console
-
-    monkeypatch.setattr(console.console, "width", 500)
+    monkeypatch.setenv("COLUMNS", "500")
 
 
 @pytest.fixture
@@ -391,9 +389,7 @@ def test_a_run_directory_deleted_during_training_stops_the_run(tmp_path):
 
 @pytest.mark.parametrize("name", ["2024", "null", "[oops]", "[bold]x", "a$b$c", "x$^$y"])
 def test_names_are_plain_strings_printed_literally(tmp_path, monkeypatch, name):
-    from dqnrun import console
-
-    monkeypatch.setattr(console.console, "width", 400)
+    monkeypatch.setenv("COLUMNS", "400")
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({**TINY_RAW, "seeds": [3], "episodes": 3, "window": 2}))
     out = tmp_path / "results"
@@ -421,9 +417,7 @@ def test_force_refuses_a_run_another_process_is_training(tmp_path):
 
 
 def test_markup_in_a_stored_name_is_printed_literally(tmp_path, monkeypatch, trained):
-    from dqnrun import console
-
-    monkeypatch.setattr(console.console, "width", 400)
+    monkeypatch.setenv("COLUMNS", "400")
     data = joblib.load(trained / "dqn" / "results.joblib")
     run = tmp_path / "results" / "run"
     run.mkdir(parents=True)
