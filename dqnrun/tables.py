@@ -131,8 +131,10 @@ def columns(comparison: Comparison, wide: bool, short: bool = True) -> list[Colu
             continue  # each point named after its config: the column would repeat `run`
         cols.append(Column(key.rsplit(".", 1)[-1], lambda s, v=values: v.get(s.path, "-"), numeric=False))
     cols.append(Column("variant", lambda s: s.variant, wide_only=True, numeric=False))
+    kinds = {curve_cell(s) for s in rows}
     if any(s.kind != EPISODE_EVAL for s in rows):  # which curve each row's scores come from
-        cols.append(Column("curve", curve_cell, numeric=False))
+        # One kind for every row repeats the title: then it is the first column to go when narrow.
+        cols.append(Column("curve", curve_cell, numeric=False, drop=1 if len(kinds) == 1 else 0))
     if multi_env:
         cols.append(Column("env", lambda s: s.env_id, numeric=False))
     cols += [

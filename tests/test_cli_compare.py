@@ -233,6 +233,11 @@ def test_compare_scores_a_step_evaluated_run_by_its_last_evaluations_and_says_so
            "(curves evaluated every N env steps)" in " ".join(table.output.split())
     cells = {line.split()[0]: line.split() for line in lines if line.strip().startswith(("stepped ", "dqn "))}
     assert cells["stepped"][2:5] == ["every", "20", "steps"] and cells["dqn"][2:4] == ["per", "episode"]
+    # On a narrow terminal a curve column that only repeats the title goes first; the CI stays.
+    alone = " ".join(invoke("compare", str(stepped), columns=66).output.split())
+    assert "(curve hidden at this width" in alone and "95% CI" in alone and "every 20 steps" not in alone
+    mixed = invoke("compare", str(stepped), str(trained / "dqn"), columns=80).output
+    assert "every 20 steps" in " ".join(mixed.split())  # two kinds of curve: the column stays
 
 
 def test_plot_of_mixed_runs_is_on_env_steps_one_line_each(stepped, trained, tmp_path):
