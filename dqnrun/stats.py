@@ -207,8 +207,8 @@ def is_step_evaluated(run: Run) -> bool:
 def training_view(run: Run) -> Run | None:
     """The run with its training episodes' returns as its scores, so that its curve (smoothed over
     its window, on episodes or env steps) is the return during training: what papers plot that
-    report returns while learning, epsilon-greedy (MinAtar, Young and Tian 2019, Fig. 2; the
-    Atari DQN's training curves). None for a run that did not record them (a lecture file)."""
+    report returns while learning, epsilon-greedy (MinAtar, Young and Tian 2019; the Atari
+    DQN's training curves). None for a run that did not record them (a lecture file)."""
     if score_kind(run) in (STEP_EVAL, TRAIN_RETURN):  # its per-episode scores are the training returns
         returns = run.scores
     else:
