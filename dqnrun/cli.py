@@ -274,9 +274,11 @@ def train(
     for note in run_plan.notes:
         console.print(f"[yellow]{esc(note)}[/yellow]")
     config, run_dir = run_plan.config, run_plan.run_dir
+    from dqnrun.sweep import seed_budget
+
     console.print(
         f"[bold]{esc(config.name)}[/bold]: {config.variant} on {esc(config.env)}, seeds {list(config.seeds)}, "
-        f"{config.episodes} episodes, device {run_plan.device}, {run_plan.where} -> {esc(run_dir)}"
+        f"{seed_budget(config)[0]} each, device {run_plan.device}, {run_plan.where} -> {esc(run_dir)}"
     )
     if run_plan.tensorboard:
         console.print(f"TensorBoard: tensorboard --logdir {esc(run_dir.parent)}")

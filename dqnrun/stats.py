@@ -684,7 +684,7 @@ def aggregate_over_envs(rows: list[Summary], runs: Sequence[Run], norms: Mapping
             continue
         threshold = next((r.threshold for r in rows if r.env_id == env and r.threshold is not None), None)
         if env not in RANDOM_SCORES or threshold is None:
-            missing = "a random-policy score" if env not in RANDOM_SCORES else "a reward threshold"
+            missing = "random-policy score" if env not in RANDOM_SCORES else "reward threshold"
             notes.append(f"{env} has no {missing}: left out of the aggregate; give --norm {env}=RANDOM:REFERENCE")
             continue
         normalisation[env] = (RANDOM_SCORES[env], float(threshold), "random policy; reward threshold")

@@ -404,24 +404,30 @@ class SweepPlan:
     notes: list[str]
 
 
-def budget(sweep: Sweep) -> dict[str, Any]:
-    """What the sweep will train: runs, episodes and an upper bound on env steps."""
+def seed_budget(c: Config) -> tuple[str, int | None, bool]:
+    """One seed's budget in words ("500,000 env steps" where `max_steps` binds, else "250
+    episodes"), its upper bound on env steps (None: unbounded), and whether `max_steps` binds."""
     from dqnrun.envs import env_info
 
+    limit = env_info(c.env, c.env_kwargs, c.wrappers).max_episode_steps
+    by_episodes = c.episodes * limit if limit else None
+    bound = min((x for x in (c.max_steps, by_episodes) if x is not None), default=None)
+    if c.max_steps is not None and (by_episodes is None or c.max_steps < by_episodes):
+        return f"{c.max_steps:,} env steps", bound, True  # episodes is only a bound
+    return f"{c.episodes:,} episodes", bound, False
+
+
+def budget(sweep: Sweep) -> dict[str, Any]:
+    """What the sweep will train: runs, episodes and an upper bound on env steps."""
     episodes = steps = 0
     bounded = True
     per_point = {}  # point name -> its budget per seed, as words
     for p in sweep.points:
         c = p.config
         n = len(c.seeds)
-        limit = env_info(c.env, c.env_kwargs, c.wrappers).max_episode_steps
-        by_episodes = c.episodes * limit if limit else None
-        if c.max_steps is not None and (by_episodes is None or c.max_steps < by_episodes):
-            per_point[p.name] = f"{c.max_steps:,} env steps"  # max_steps binds; episodes is only a bound
-        else:
-            per_point[p.name] = f"{c.episodes:,} episodes"
+        per_point[p.name], per_seed, by_steps = seed_budget(c)
+        if not by_steps:
             episodes += n * c.episodes
-        per_seed = min(x for x in (c.max_steps, by_episodes) if x is not None) if (c.max_steps or limit) else None
         if per_seed is None:
             bounded = False
         else:

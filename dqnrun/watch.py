@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -287,11 +288,35 @@ def play(policy: Policy, episodes: int, fps: int | None, env_seed: int,
     return True
 
 
+MIN_FRAME_SIDE = 320  # pixels: smaller frames (MinAtar's 10x10 grid) are enlarged so the text fits
+
+
+def as_rgb8(frame: np.ndarray) -> np.ndarray:
+    """An environment's rgb_array frame as an (H, W, 3) uint8 image: grey or RGBA frames made
+    RGB, float frames in [0, 1] (MinAtar's palette) scaled to 0-255 (other floats clipped to
+    it), and frames under MIN_FRAME_SIDE pixels enlarged by a whole factor (nearest neighbour,
+    so grid cells stay sharp)."""
+    frame = np.asarray(frame)
+    if frame.ndim == 3 and frame.shape[2] in (1, 4):
+        frame = frame[:, :, :1].repeat(3, axis=2) if frame.shape[2] == 1 else frame[:, :, :3]
+    elif frame.ndim == 2:
+        frame = frame[:, :, None].repeat(3, axis=2)
+    if frame.ndim != 3 or frame.shape[2] != 3 or min(frame.shape[:2]) < 1:
+        raise UserError(f"the environment renders frames of shape {frame.shape}; recording needs images (H, W, 3)")
+    if frame.dtype != np.uint8:
+        values = np.nan_to_num(frame.astype(np.float64))
+        if values.dtype.kind == "f" and frame.dtype.kind == "f" and values.min() >= 0 and values.max() <= 1:
+            values = values * 255
+        frame = np.clip(values, 0, 255).round().astype(np.uint8)
+    k = -(-MIN_FRAME_SIDE // min(frame.shape[:2]))
+    return frame.repeat(k, axis=0).repeat(k, axis=1) if k > 1 else frame
+
+
 def annotate(frame: np.ndarray, text: str, scale: float):
     """The frame as a PIL image, resized by `scale`, with `text` in its top-left corner."""
     from PIL import Image, ImageDraw, ImageFont
 
-    image = Image.fromarray(frame)
+    image = Image.fromarray(as_rgb8(frame))
     if scale != 1.0:
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
     draw = ImageDraw.Draw(image)
@@ -329,9 +354,12 @@ def record(policy: Policy, path: Path, episodes: int, fps: int | None, env_seed:
     # Off-screen rendering needs no video device: SDL's dummy driver keeps it quiet headless.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = policy.make_env("rgb_array")
+    # Gymnasium's checker warns about frames that as_rgb8 converts (MinAtar's floats) and
+    # about a missing render_fps (then 30): nothing for the user to act on.
+    warnings.filterwarnings("ignore", message=r".*(RGB-array rendering should return|No render fps was declared)")
     try:
         check_env(policy, env)
-        fps = fps or int(env.metadata.get("render_fps", 30))
+        fps = fps or int(env.metadata.get("render_fps") or 30)
         frames = []
         last = (0, 0.0, 0)
         for episode, total, length, frame in episodes_of(policy, env, episodes, env_seed):

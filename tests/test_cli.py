@@ -261,3 +261,13 @@ def test_final_model_of_a_step_evaluated_run_keeps_its_last_evaluation_score(tin
     assert evaluated.exit_code == 0, evaluated.output
     row = next(line.split() for line in evaluated.output.splitlines() if line.split()[:1] == ["3"])
     assert row[1] == "-" and row[3] == "-" and "nan" not in evaluated.output
+
+
+def test_the_first_line_gives_each_seeds_budget_in_episodes_or_env_steps(tiny_config, tmp_path):
+    config = tiny_config()
+    episodes = runner.invoke(app, ["train", str(config), "--seeds", "3", "--out", str(tmp_path), "--jobs", "1"],
+                             env={"COLUMNS": "200"})
+    assert episodes.exit_code == 0 and "seeds [3], 6 episodes each, device cpu" in episodes.output
+    steps = runner.invoke(app, ["train", str(config), "--seeds", "3", "--out", str(tmp_path), "--name", "s",
+                                "--set", "max_steps=50", "--jobs", "1"], env={"COLUMNS": "200"})
+    assert steps.exit_code == 0 and "seeds [3], 50 env steps each, device cpu" in steps.output  # max_steps binds

@@ -57,7 +57,7 @@ def test_record_a_gif_headless_and_read_it_back(chain_run, tmp_path):
     assert "seed 1" in result.output  # the best seed by score
     assert result.output.count("return 10.0, 10 steps") == 2
     gif = Image.open(out)
-    assert gif.size == (60, 40)
+    assert gif.size == (480, 320)  # the 60x40 frames enlarged 8x, to at least 320 pixels a side
     assert gif.n_frames == 2 * 11  # the reset frame and one per step, per episode
 
 
@@ -86,7 +86,7 @@ def test_record_an_mp4(chain_run, tmp_path):
     assert result.exit_code == 0, result.output
     reader = imageio.get_reader(out)
     assert reader.get_meta_data()["fps"] == 5 and reader.count_frames() == 11
-    assert reader.get_meta_data()["size"] == (60, 40)
+    assert reader.get_meta_data()["size"] == (480, 320)
 
 
 def test_mp4_without_the_video_extra_says_how_to_get_it(chain_run, tmp_path, monkeypatch):
@@ -194,3 +194,26 @@ def test_evaluate_of_a_read_only_run_prints_the_measurement_and_says_it_was_not_
     assert "mean over 2 seeds 5.0" in text
     assert f"note: not saved as {chain_run / 'evaluation-best.json'}: read-only file system" in text
     assert not (chain_run / "evaluation-best.json").exists()
+
+
+def test_frames_become_rgb_bytes_large_enough_for_their_caption():
+    import numpy as np
+
+    from dqnrun.errors import UserError
+    from dqnrun.watch import as_rgb8
+
+    grid = np.zeros((10, 10, 3))  # MinAtar: floats in [0, 1]
+    grid[2, 3] = (0.5, 1.0, 0.2)
+    image = as_rgb8(grid)
+    assert image.dtype == np.uint8 and image.shape == (320, 320, 3)  # 10 -> 320: 32x, nearest neighbour
+    np.testing.assert_array_equal(image[64:96, 96:128], np.broadcast_to([128, 255, 51], (32, 32, 3)))
+    assert image[63, 96].tolist() == [0, 0, 0] and image[96, 96].tolist() == [0, 0, 0]
+    grey = as_rgb8(np.full((400, 500), 7, dtype=np.uint8))
+    assert grey.shape == (400, 500, 3) and (grey == 7).all()  # large enough: not enlarged
+    rgba = np.zeros((320, 330, 4), dtype=np.uint8)
+    rgba[..., 0], rgba[..., 3] = 9, 255
+    assert as_rgb8(rgba).shape == (320, 330, 3) and (as_rgb8(rgba)[..., 0] == 9).all()
+    wide = as_rgb8(np.array([[[300.0, -5.0, 12.4]]]))  # floats beyond [0, 1]: clipped to 0-255, not scaled
+    assert wide[0, 0].tolist() == [255, 0, 12] and wide.shape == (320, 320, 3)
+    with pytest.raises(UserError, match=r"renders frames of shape \(4, 4, 2\)"):
+        as_rgb8(np.zeros((4, 4, 2)))
