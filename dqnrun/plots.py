@@ -236,8 +236,12 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
     fig, axes = new_figure(len(panels), size)
     font = SIZES[size][1]
     kinds = {score_kind(r) for r in runs}
-    y_label = "Training return" if y == "train" or kinds == {TRAIN_RETURN} else "Evaluation score" if TRAIN_RETURN not in kinds \
-        else "Score (evaluation or training return)"
+    if y == "train" or kinds == {TRAIN_RETURN}:
+        y_label = "Training return"
+    elif TRAIN_RETURN in kinds:
+        y_label = "Score (evaluation or training return)"
+    else:
+        y_label = "Evaluation score"
     headings: list[str] = []
     handles: dict[str, object] = {}
     drawn = 0
