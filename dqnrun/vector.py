@@ -36,7 +36,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from dqnrun.agent import UpdateResult, categorical_projection, polyak_update, td_loss, td_target
 from dqnrun.config import AgentConfig
 from dqnrun.networks import NetworkSpec, NoisyLinear, QNetwork, dueling_q, scale_noise
-from dqnrun.optim import Adam, RMSprop
+from dqnrun.optim import SMALLEST_NORMAL, Adam, RMSprop, denormal_floor_is_exact
 from dqnrun.replay import Batch
 
 
@@ -469,9 +469,12 @@ class StackedAdam(_PerSeed, Adam):
         t = steps[0].to(torch.float32 if steps[0].device.type == "mps" else torch.float64)
         step_size = (-lr / (1 - beta1**t)).float()
         bias_correction2_sqrt = ((1 - beta2**t) ** 0.5).float()
+        # The smallest correction is the first step's, sqrt(1 - beta2) (dqnrun.optim's denormal floor).
+        exact = denormal_floor_is_exact(group["eps"], (1 - beta2) ** 0.5)
         for p, m, v in zip(params, exp_avgs, exp_avg_sqs):
             shape = (-1,) + (1,) * (p.dim() - 1)
-            denom = (v.sqrt() / bias_correction2_sqrt.view(shape)).add_(group["eps"])
+            root = v.clamp_min(SMALLEST_NORMAL).sqrt_() if exact else v.sqrt()
+            denom = (root / bias_correction2_sqrt.view(shape)).add_(group["eps"])
             p.add_((m / denom) * step_size.view(shape))
 
 

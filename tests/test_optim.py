@@ -1,12 +1,14 @@
 """dqnrun.optim against torch.optim: bitwise the same parameters and state, step after step."""
 
 import copy
+import math
 
 import pytest
 import torch
 
 from dqnrun.networks import NetworkSpec, QNetwork
 from dqnrun.optim import OPTIMIZERS as OURS
+from dqnrun.optim import SMALLEST_NORMAL, denormal_floor_is_exact
 
 TORCH = {
     "rmsprop": lambda params: torch.optim.RMSprop(params, lr=1e-3, foreach=True),
@@ -122,3 +124,58 @@ def test_creating_and_stepping_imports_no_compiler_stack():
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# The denormal floor: sqrt(max(v, 2^-126)) in place of sqrt(v), exact once eps is added.
+
+EVERY_DENORMAL = torch.arange(0, 2**23, dtype=torch.int32).view(torch.float32)  # 0 and all 2^23 - 1 denormals
+SMALLEST_EXACT_EPS = 2.0**-38  # 2^-62 <= 2^(e - 25) needs e >= -37: eps >= 0.5 * 2^-37
+
+
+@pytest.mark.parametrize("eps", [1e-8, 1.5e-4, 0.01, SMALLEST_EXACT_EPS])
+@pytest.mark.parametrize("scale", [1.0, (1 - 0.999) ** 0.5])  # RMSprop; Adam's first bias correction
+def test_the_floor_leaves_every_denominator_bitwise_where_it_is_said_exact(eps, scale):
+    assert denormal_floor_is_exact(eps, scale) == (scale == 1.0 or eps != SMALLEST_EXACT_EPS)
+    if not denormal_floor_is_exact(eps, scale):
+        return
+    v = torch.cat([EVERY_DENORMAL, torch.tensor([SMALLEST_NORMAL, 1e-30, 1e-8, 1.0, 1e30])])
+    plain = v.sqrt() / scale + eps
+    floored = v.clamp_min(SMALLEST_NORMAL).sqrt() / scale + eps
+    assert torch.equal(floored, plain)
+    assert EVERY_DENORMAL[1] > 0 and EVERY_DENORMAL[-1] < SMALLEST_NORMAL
+    assert not torch.equal(v.clamp_min(SMALLEST_NORMAL).sqrt(), v.sqrt())  # the roots alone do differ
+
+
+def test_the_floor_is_refused_where_eps_could_not_absorb_it():
+    assert not denormal_floor_is_exact(0.0)
+    assert not denormal_floor_is_exact(math.nextafter(SMALLEST_EXACT_EPS, 0.0))
+    assert not denormal_floor_is_exact(1e-30)
+    # With so small an eps the floored root would show: 2^-63 is not absorbed by 1e-30.
+    assert SMALLEST_NORMAL**0.5 + 1e-30 != 1e-30
+
+
+@pytest.mark.parametrize("kind", ["rmsprop", "adam"])
+@pytest.mark.parametrize("eps", [1e-8, 1e-30])  # the floored root, and the plain one
+def test_steps_on_a_denormal_running_average_stay_bitwise_torchs(kind, eps):
+    """Every denormal in the running average of squared gradients (dead units' weights), some
+    gradients zero, some not: dqnrun's step stays torch's, parameters and state."""
+    n = EVERY_DENORMAL.numel()
+    g = torch.Generator().manual_seed(0)
+    reference = torch.nn.Parameter(torch.randn(n, generator=g))
+    make = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}[kind]
+    torch_opt = make([reference], lr=1e-3, eps=eps, foreach=True)
+    reference.grad = torch.randn(n, generator=g)
+    torch_opt.step()
+    average = "square_avg" if kind == "rmsprop" else "exp_avg_sq"
+    torch_opt.state[reference][average].copy_(EVERY_DENORMAL[torch.randperm(n, generator=g)])
+    fast = torch.nn.Parameter(reference.detach().clone())
+    fast_opt = OURS[kind]([fast], lr=1e-3)
+    fast_opt.load_state_dict(copy.deepcopy(torch_opt.state_dict()))
+    assert fast_opt.param_groups[0]["eps"] == eps
+    for _ in range(3):
+        grad = torch.randn(n, generator=g) * (torch.rand(n, generator=g) < 0.5)  # half of them zero
+        reference.grad, fast.grad = grad.clone(), grad.clone()
+        torch_opt.step()
+        fast_opt.step()
+        assert torch.equal(reference, fast)
+    assert_same_state(torch_opt, fast_opt)
