@@ -722,7 +722,9 @@ def list_runs(
             budget = f"/{len(cfg.seeds) * cfg.episodes:,}" if cfg.max_steps is None else ""
             state = "training" if progress.is_live else "interrupted"
             resume = f"dqnrun sweep --resume {root}" if is_sweep_dir(root) else f"dqnrun train --resume {path}"
-            add_row((path.name, cfg.variant, cfg.env, str(len(cfg.seeds)), str(cfg.episodes), "-", "-",
+            # With an env-step budget the episode count is not known until the run ends.
+            planned = str(cfg.episodes) if cfg.max_steps is None else "-"
+            add_row((path.name, cfg.variant, cfg.env, str(len(cfg.seeds)), planned, "-", "-",
                      f"{state}: {len(progress.finished_seeds)}/{len(cfg.seeds)} seeds done, {episodes:,}{budget} "
                      f"episodes" + ("" if progress.is_live else f" ({resume})")))
             continue
