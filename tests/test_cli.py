@@ -145,16 +145,32 @@ def test_version():
     assert result.exit_code == 0 and result.output.strip() == f"dqnrun {__version__}"
 
 
+def test_python_dash_m_dqnrun_is_the_command():
+    import subprocess
+    import sys
+
+    from dqnrun import __version__
+
+    done = subprocess.run([sys.executable, "-m", "dqnrun", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == f"dqnrun {__version__}"
+    done = subprocess.run([sys.executable, "-m", "dqnrun", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Usage: dqnrun [OPTIONS] COMMAND" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "dqnrun", "train", "/nonexistent/config.yaml"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip() == "error: config file not found: /nonexistent/config.yaml"
+
+
 def test_list_shows_runs_in_progress_and_interrupted_ones(tiny_config, tmp_path):
     import os
     import socket
 
     from dqnrun.results import MetricsFile, RunDir
 
-    for name, pid in (("live", os.getpid()), ("stopped", 2**22 + 12345)):  # no process has the second pid
+    for name, pid, budget in (("live", os.getpid(), {}), ("stopped", 2**22 + 12345, {}),  # no process has that pid
+                              ("steps", 2**22 + 12345, {"max_steps": 100})):  # an env-step budget
         run = RunDir(tmp_path / name)
         run.path.mkdir()
-        run.config_file.write_text(tiny_config().read_text())
+        run.config_file.write_text(tiny_config(**budget).read_text())
         for seed, episodes in ((3, 4), (4, 2)):
             f = MetricsFile(run.metrics(seed))
             f.start()
@@ -167,6 +183,9 @@ def test_list_shows_runs_in_progress_and_interrupted_ones(tiny_config, tmp_path)
     rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
     assert "training: 0/2 seeds done, 6/12 episodes" in rows["live"] and "--resume" not in rows["live"]
     assert "interrupted: 0/2 seeds done, 6/12 episodes (dqnrun train --resume" in rows["stopped"]
+    # The config's episode cap is not the run's length: the column says nothing, the status the count.
+    assert rows["steps"].split()[4] == "-" and rows["stopped"].split()[4] == "6"
+    assert "interrupted: 0/2 seeds done, 6 episodes (dqnrun train --resume" in rows["steps"]
 
 
 def test_rainbow_run_records_step_evaluations_and_warns_once_about_epsilon(tiny_config, tmp_path):

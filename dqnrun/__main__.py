@@ -1,0 +1,5 @@
+"""`python -m dqnrun ...` runs the `dqnrun` command (useful where the console script is not on PATH)."""
+
+from dqnrun.cli import app
+
+app(prog_name="dqnrun")
