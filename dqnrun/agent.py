@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from dqnrun.config import AgentConfig
 from dqnrun.networks import NetworkSpec, QNetwork
-from dqnrun.optim import OPTIMIZERS
+from dqnrun.optim import OPTIMIZERS, optimizer_options
 from dqnrun.replay import Batch
 
 
@@ -134,7 +134,8 @@ class Agent:
         self.target = copy.deepcopy(self.online)
         self.target.requires_grad_(False)
         # torch's RMSprop / Adam update, bitwise, in torch's state_dict format (dqnrun.optim).
-        self.optimizer = OPTIMIZERS[config.optimizer](self.online.parameters(), lr=config.learning_rate)
+        self.optimizer = OPTIMIZERS[config.optimizer](self.online.parameters(), lr=config.learning_rate,
+                                                      **optimizer_options(config))
         self._online_params = list(self.online.parameters())
         self._target_params = list(self.target.parameters())
         self.noisy = spec.noisy

@@ -30,6 +30,11 @@ class AgentConfig:
     gamma: float = _doc("discount factor, in [0, 1]", 1.0)
     learning_rate: float = _doc("optimizer step size", 0.001)
     optimizer: str = _doc("rmsprop (the lecture's) or adam", "rmsprop")
+    optimizer_eps: float = _doc("the optimizer's epsilon, added to the denominator (RMSprop and Adam; torch's 1e-8)", 1e-8)
+    rmsprop_alpha: float = _doc("RMSprop's smoothing constant for the running average of squared gradients", 0.99)
+    rmsprop_centered: bool = _doc(
+        "centred RMSprop (Graves 2013): divide by the gradient's running variance, not its second moment", False
+    )
     batch_size: int = _doc("transitions per update", 64)
     memory_size: int = _doc("replay capacity (transitions)", 50_000)
     memory_start_size: int = _doc("updates start once the replay holds more than this", 320)
@@ -477,6 +482,11 @@ def _validate(c: Config, source: str) -> None:
         (a.optimizer in OPTIMIZERS,
          f"agent.optimizer {a.optimizer!r} is unknown{_did_you_mean(a.optimizer, OPTIMIZERS)} "
          f"(one of: {', '.join(OPTIMIZERS)})"),
+        (a.optimizer_eps > 0, f"agent.optimizer_eps must be > 0, got {a.optimizer_eps}"),
+        (0.0 < a.rmsprop_alpha < 1.0, f"agent.rmsprop_alpha must be in (0, 1), got {a.rmsprop_alpha}"),
+        (a.optimizer == "rmsprop" or (a.rmsprop_alpha == 0.99 and not a.rmsprop_centered),
+         f"agent.rmsprop_alpha and agent.rmsprop_centered are RMSprop's, but agent.optimizer is {a.optimizer!r}: "
+         "remove them or use optimizer: rmsprop"),
         (a.batch_size >= 1, f"agent.batch_size must be >= 1, got {a.batch_size}"),
         (a.memory_size >= 1, f"agent.memory_size must be >= 1, got {a.memory_size}"),
         (a.batch_size <= a.memory_size,

@@ -1,7 +1,7 @@
 """The optimizer step: torch's RMSprop and Adam updates, bitwise, without their per-step overhead.
 
-`RMSprop` and `Adam` perform the update of `torch.optim.RMSprop(params, lr, foreach=True)` and
-`torch.optim.Adam(params, lr, foreach=True)` (torch's other defaults) with the same
+`RMSprop` and `Adam` perform the update of `torch.optim.RMSprop(params, lr, alpha, eps, centered=...,
+foreach=True)` and `torch.optim.Adam(params, lr, eps=..., foreach=True)` (torch's other defaults) with the same
 `torch._foreach_*` operations in the same order as torch's multi-tensor implementation, so
 every parameter and every state tensor is bitwise the one torch computes. What they leave out is
 torch's bookkeeping around those operations (hooks, profiler records, grouping tensors by device,
@@ -64,9 +64,12 @@ class _Foreach:
     DEFAULTS: dict[str, Any]
     STATE: tuple[str, ...]
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float):
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, **options: Any):
+        unknown = set(options) - set(self.DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown optimizer options: {sorted(unknown)}")
         self.params = list(params)
-        self.param_groups = [{**self.DEFAULTS, "lr": lr, "params": self.params}]
+        self.param_groups = [{**self.DEFAULTS, **options, "lr": lr, "params": self.params}]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
         self._lists: dict[str, list[torch.Tensor]] | None = None  # every parameter's state, by name
         self._one = torch.tensor(1.0)
@@ -137,17 +140,30 @@ class _Foreach:
 class RMSprop(_Foreach):
     DEFAULTS = {"lr": 0.01, "momentum": 0, "alpha": 0.99, "eps": 1e-08, "centered": False, "weight_decay": 0,
                 "capturable": False, "foreach": True, "maximize": False, "differentiable": False}
-    STATE = ("square_avg",)
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, **options: Any):
+        super().__init__(params, lr, **options)
+        # torch's state keys, in torch's order: the centred variant keeps the gradient's average too.
+        self.STATE = ("square_avg", "grad_avg") if self.param_groups[0]["centered"] else ("square_avg",)
 
     def _update(self, group, params, grads, state):
         """Tieleman & Hinton (2012), as torch's `_multi_tensor_rmsprop` computes it:
-        v <- alpha v + (1 - alpha) g^2;  theta <- theta - lr g / (sqrt(v) + eps)."""
+        v <- alpha v + (1 - alpha) g^2;  theta <- theta - lr g / (sqrt(v) + eps).
+        Centred (Graves 2013, equations 38-41, without momentum): also m <- alpha m + (1 - alpha) g,
+        and the denominator is sqrt(v - m^2) + eps."""
         alpha = group["alpha"]
         square_avgs = state["square_avg"]
         torch._foreach_add_(state["step"], self._one, alpha=1.0)
         torch._foreach_mul_(square_avgs, alpha)
         torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - alpha)
-        avg = _floored_sqrt(square_avgs, denormal_floor_is_exact(group["eps"]))
+        if group["centered"]:
+            # v - m^2 can round below zero, where torch's root is NaN: no floor, to stay torch's.
+            grad_avgs = state["grad_avg"]
+            torch._foreach_lerp_(grad_avgs, grads, 1 - alpha)
+            avg = torch._foreach_addcmul(square_avgs, grad_avgs, grad_avgs, value=-1)
+            torch._foreach_sqrt_(avg)
+        else:
+            avg = _floored_sqrt(square_avgs, denormal_floor_is_exact(group["eps"]))
         torch._foreach_add_(avg, group["eps"])
         torch._foreach_addcdiv_(params, grads, avg, value=-group["lr"])
 
@@ -186,3 +202,10 @@ class Adam(_Foreach):
 
 
 OPTIMIZERS = {"rmsprop": RMSprop, "adam": Adam}
+
+
+def optimizer_options(agent: Any) -> dict[str, Any]:
+    """torch's options for an `AgentConfig`'s optimizer: eps, and RMSprop's alpha and centred."""
+    if agent.optimizer == "rmsprop":
+        return {"eps": agent.optimizer_eps, "alpha": agent.rmsprop_alpha, "centered": agent.rmsprop_centered}
+    return {"eps": agent.optimizer_eps}

@@ -36,7 +36,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from dqnrun.agent import UpdateResult, categorical_projection, polyak_update, td_loss, td_target
 from dqnrun.config import AgentConfig
 from dqnrun.networks import NetworkSpec, NoisyLinear, QNetwork, dueling_q, scale_noise
-from dqnrun.optim import SMALLEST_NORMAL, Adam, RMSprop, denormal_floor_is_exact
+from dqnrun.optim import SMALLEST_NORMAL, Adam, RMSprop, denormal_floor_is_exact, optimizer_options
 from dqnrun.replay import Batch
 
 
@@ -100,7 +100,8 @@ class StackedAgent:
         if spec.distributional:
             self._support = torch.linspace(spec.v_min, spec.v_max, spec.atoms, device=self.device)
         self._spec = spec
-        self.optimizer = STACKED_OPTIMIZERS[config.optimizer](self.online, config.learning_rate, self.k)
+        self.optimizer = STACKED_OPTIMIZERS[config.optimizer](self.online, config.learning_rate, self.k,
+                                                              **optimizer_options(config))
         self._n_step = config.n_step > 1
         self._indices: dict[bytes, torch.Tensor] = {}
 
@@ -449,14 +450,14 @@ class _PerSeed:
 
 
 class StackedRMSprop(_PerSeed, RMSprop):
-    def __init__(self, params: Sequence[torch.Tensor], lr: float, k: int):
-        RMSprop.__init__(self, params, lr)
+    def __init__(self, params: Sequence[torch.Tensor], lr: float, k: int, **options: Any):
+        RMSprop.__init__(self, params, lr, **options)
         self._make_state(k)
 
 
 class StackedAdam(_PerSeed, Adam):
-    def __init__(self, params: Sequence[torch.Tensor], lr: float, k: int):
-        Adam.__init__(self, params, lr)
+    def __init__(self, params: Sequence[torch.Tensor], lr: float, k: int, **options: Any):
+        Adam.__init__(self, params, lr, **options)
         self._make_state(k)
 
     def _update(self, group, params, grads, state):

@@ -88,6 +88,12 @@ CASES = [
     (["train", "{good}", "--set", "agent.loss=hubber"], "agent.loss 'hubber' is unknown (did you mean 'huber'?)"),
     (["train", "{good}", "--set", "agent.distributional=true", "--set", "agent.loss=huber"], "does not apply with agent.distributional"),
     (["train", "{good}", "--set", "agent.train_freq=0"], "agent.train_freq must be >= 1, got 0"),
+    # the optimizer's options
+    (["train", "{good}", "--set", "agent.optimizer_eps=0"], "agent.optimizer_eps must be > 0, got 0.0"),
+    (["train", "{good}", "--set", "agent.rmsprop_alpha=1"], "agent.rmsprop_alpha must be in (0, 1), got 1.0"),
+    (["train", "{good}", "--set", "agent.optimizer=adam", "--set", "agent.rmsprop_centered=true"],
+     "agent.rmsprop_alpha and agent.rmsprop_centered are RMSprop's, but agent.optimizer is 'adam': remove them or use "
+     "optimizer: rmsprop"),
     (["train", "{good}", "--set", "agent.gradient_steps=0"], "agent.gradient_steps must be >= 1, got 0"),
     (["train", "{good}", "--set", "agent.gradient_steps=1000000000"], "agent.gradient_steps must be at most 10,000 per update, got 1,000,000,000"),
     (["train", "{good}", "--set", "agent.train_freq=10001"], "agent.train_freq must be at most 10,000 env steps between updates, got 10,001"),

@@ -179,3 +179,52 @@ def test_steps_on_a_denormal_running_average_stay_bitwise_torchs(kind, eps):
         fast_opt.step()
         assert torch.equal(reference, fast)
     assert_same_state(torch_opt, fast_opt)
+
+
+# The optimizers' options: RMSprop's alpha, eps and centred variant (MinAtar's DQN), Adam's eps (Rainbow's).
+
+OPTIONS = {
+    "rmsprop": {"alpha": 0.95, "eps": 0.01, "centered": True},
+    "adam": {"eps": 1.5e-4},
+}
+
+
+@pytest.mark.parametrize("kind", ["rmsprop", "adam"])
+def test_options_give_torchs_step_bitwise_and_load_across(kind):
+    reference = network(dueling=True)
+    fast = copy.deepcopy(reference)
+    make = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}[kind]
+    torch_opt = make(reference.parameters(), lr=1e-3, foreach=True, **OPTIONS[kind])
+    fast_opt = OURS[kind](fast.parameters(), lr=1e-3, **OPTIONS[kind])
+    train(reference, torch_opt, 40)
+    train(fast, fast_opt, 40)
+    assert_bitwise(reference, fast)
+    assert_same_state(torch_opt, fast_opt)  # centred: the gradient's average ("grad_avg") too
+    if kind == "rmsprop":
+        assert list(fast_opt.state_dict()["state"][0]) == ["step", "square_avg", "grad_avg"]
+    # A checkpoint of ours continues in torch's optimizer, the same.
+    back = copy.deepcopy(fast)
+    back_opt = make(back.parameters(), lr=1e-3, foreach=True, **OPTIONS[kind])
+    back_opt.load_state_dict(copy.deepcopy(fast_opt.state_dict()))
+    train(reference, torch_opt, 10, start=40)
+    train(back, back_opt, 10, start=40)
+    assert_bitwise(reference, back)
+
+
+def test_the_centred_denominator_is_the_gradients_running_variance():
+    """One parameter, hand computation: v and m after two gradients, step = lr g / (sqrt(v - m^2) + eps)."""
+    p = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = OURS["rmsprop"]([p], lr=0.1, alpha=0.5, eps=0.25, centered=True)
+    for g in (2.0, 4.0):
+        p.grad = torch.tensor([g])
+        opt.step()
+    # v = 0.5 * (0.5 * 4) + 0.5 * 16 = 9; m = 0.5 * (0.5 * 2) + 0.5 * 4 = 2.5; v - m^2 = 2.75
+    state = opt.state[p]
+    assert state["square_avg"].item() == 9.0 and state["grad_avg"].item() == 2.5
+    first = 1.0 - 0.1 * 2.0 / (1.0 + 0.25)  # v = 2, m = 1: sqrt(1) + eps
+    assert p.item() == pytest.approx(first - 0.1 * 4.0 / (2.75**0.5 + 0.25), abs=1e-7)
+
+
+def test_an_unknown_option_is_refused():
+    with pytest.raises(TypeError, match="betas"):
+        OURS["rmsprop"](network().parameters(), lr=1e-3, betas=(0.9, 0.99))

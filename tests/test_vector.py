@@ -65,7 +65,9 @@ def test_initial_weights_are_each_seeds_agent_exactly():
     dict(double=True, loss="huber", max_grad_norm=0.5),
     dict(double=True, optimizer="adam", n_step=3),
     dict(double=False, prioritized=True, tau=0.3),
-], ids=["ddqn", "dqn", "dueling", "huber-clip", "adam-nstep", "per-polyak"])
+    dict(double=True, rmsprop_alpha=0.95, rmsprop_centered=True, optimizer_eps=0.01),
+    dict(double=True, optimizer="adam", optimizer_eps=1.5e-4),
+], ids=["ddqn", "dqn", "dueling", "huber-clip", "adam-nstep", "per-polyak", "centred-rmsprop", "adam-eps"])
 def test_updates_match_separate_agents(changes):
     dueling = changes.pop("dueling", False)
     agents, stacked = pair(dueling=dueling, **changes)
@@ -85,6 +87,13 @@ def test_updates_match_separate_agents(changes):
                 agent.sync_target()
             stacked.sync_target()
     assert_same_networks(agents, stacked)
+    # The config's optimizer options reached both, in torch's param_group.
+    group = {k: v for k, v in agents[0].optimizer.param_groups[0].items() if k != "params"}
+    assert group == {k: v for k, v in stacked.optimizer.param_groups[0].items() if k != "params"}
+    assert group["eps"] == changes.get("optimizer_eps", 1e-8)
+    if changes.get("optimizer", "rmsprop") == "rmsprop":
+        assert (group["alpha"], group["centered"]) == (changes.get("rmsprop_alpha", 0.99),
+                                                       changes.get("rmsprop_centered", False))
 
 
 def test_acting_draws_each_seeds_stream_as_a_separate_agent_does():
