@@ -449,6 +449,9 @@ def check_name(name: str, what: str = "name") -> str | None:
 
 def _validate(c: Config, source: str) -> None:
     a, e, p = c.agent, c.epsilon, c.per
+    defaults = AgentConfig()
+    rmsprop_only = [f"agent.{key}" for key in ("rmsprop_alpha", "rmsprop_centered")
+                    if getattr(a, key) != getattr(defaults, key)]
     bad_name = check_name(c.name)
     rules: list[tuple[bool, str]] = [
         (bad_name is None, bad_name or ""),
@@ -484,9 +487,9 @@ def _validate(c: Config, source: str) -> None:
          f"(one of: {', '.join(OPTIMIZERS)})"),
         (a.optimizer_eps > 0, f"agent.optimizer_eps must be > 0, got {a.optimizer_eps}"),
         (0.0 < a.rmsprop_alpha < 1.0, f"agent.rmsprop_alpha must be in (0, 1), got {a.rmsprop_alpha}"),
-        (a.optimizer == "rmsprop" or (a.rmsprop_alpha == 0.99 and not a.rmsprop_centered),
-         f"agent.rmsprop_alpha and agent.rmsprop_centered are RMSprop's, but agent.optimizer is {a.optimizer!r}: "
-         "remove them or use optimizer: rmsprop"),
+        (a.optimizer == "rmsprop" or not rmsprop_only,
+         f"{' and '.join(rmsprop_only)} {'is' if len(rmsprop_only) == 1 else 'are'} RMSprop's, but agent.optimizer "
+         f"is {a.optimizer!r}: remove {'it' if len(rmsprop_only) == 1 else 'them'} or use optimizer: rmsprop"),
         (a.batch_size >= 1, f"agent.batch_size must be >= 1, got {a.batch_size}"),
         (a.memory_size >= 1, f"agent.memory_size must be >= 1, got {a.memory_size}"),
         (a.batch_size <= a.memory_size,

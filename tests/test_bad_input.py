@@ -92,6 +92,9 @@ CASES = [
     (["train", "{good}", "--set", "agent.optimizer_eps=0"], "agent.optimizer_eps must be > 0, got 0.0"),
     (["train", "{good}", "--set", "agent.rmsprop_alpha=1"], "agent.rmsprop_alpha must be in (0, 1), got 1.0"),
     (["train", "{good}", "--set", "agent.optimizer=adam", "--set", "agent.rmsprop_centered=true"],
+     "agent.rmsprop_centered is RMSprop's, but agent.optimizer is 'adam': remove it or use optimizer: rmsprop"),
+    (["train", "{good}", "--set", "agent.optimizer=adam", "--set", "agent.rmsprop_centered=true", "--set",
+      "agent.rmsprop_alpha=0.9"],
      "agent.rmsprop_alpha and agent.rmsprop_centered are RMSprop's, but agent.optimizer is 'adam': remove them or use "
      "optimizer: rmsprop"),
     (["train", "{good}", "--set", "agent.gradient_steps=0"], "agent.gradient_steps must be >= 1, got 0"),
