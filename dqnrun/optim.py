@@ -149,8 +149,9 @@ class RMSprop(_Foreach):
     def _update(self, group, params, grads, state):
         """Tieleman & Hinton (2012), as torch's `_multi_tensor_rmsprop` computes it:
         v <- alpha v + (1 - alpha) g^2;  theta <- theta - lr g / (sqrt(v) + eps).
-        Centred (Graves 2013, equations 38-41, without momentum): also m <- alpha m + (1 - alpha) g,
-        and the denominator is sqrt(v - m^2) + eps."""
+        Centred, the running variance of Graves (2013, equations 38-40; without his momentum, and eps
+        outside the root, as torch has it): also m <- alpha m + (1 - alpha) g, and the denominator
+        is sqrt(v - m^2) + eps."""
         alpha = group["alpha"]
         square_avgs = state["square_avg"]
         torch._foreach_add_(state["step"], self._one, alpha=1.0)
