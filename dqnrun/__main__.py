@@ -2,4 +2,5 @@
 
 from dqnrun.cli import app
 
-app(prog_name="dqnrun")
+if __name__ == "__main__":
+    app(prog_name="dqnrun")

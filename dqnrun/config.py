@@ -33,7 +33,8 @@ class AgentConfig:
     optimizer_eps: float = _doc("the optimizer's epsilon, added to the denominator (RMSprop and Adam; torch's 1e-8)", 1e-8)
     rmsprop_alpha: float = _doc("RMSprop's smoothing constant for the running average of squared gradients", 0.99)
     rmsprop_centered: bool = _doc(
-        "centred RMSprop (Graves 2013): divide by the gradient's running variance, not its second moment", False
+        "centred RMSprop (Graves 2013): divide by the gradient's running standard deviation, not the root of "
+        "its second moment", False
     )
     batch_size: int = _doc("transitions per update", 64)
     memory_size: int = _doc("replay capacity (transitions)", 50_000)
@@ -96,8 +97,8 @@ class LoggingConfig:
 @dataclass(frozen=True)
 class SpeedConfig:
     flush_denormal: bool = _doc(
-        "flush denormal floats to zero on the CPU: faster RMSprop once parts of its running average decay "
-        "towards zero, but the numbers differ from a run without it", False,
+        "flush denormal floats to zero on the CPU (the optimizers already avoid their slowest case, the square "
+        "root, exactly); the numbers differ from a run without it", False,
     )
     vectorize: int = _doc(
         "train K seeds in one process with stacked networks and batched updates (groups of K consecutive "

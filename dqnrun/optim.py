@@ -48,8 +48,9 @@ def denormal_floor_is_exact(eps: float, scale: float = 1.0) -> bool:
 
 
 def _floored_sqrt(tensors: list[torch.Tensor], exact: bool) -> list[torch.Tensor]:
-    """sqrt of each tensor, new tensors; raised to the smallest normal first when `exact` allows."""
-    if not exact:
+    """sqrt of each tensor, new tensors; raised to the smallest normal float32 first when `exact`
+    allows and the tensors are float32 (the argument above is float32's)."""
+    if not exact or tensors[0].dtype != torch.float32:
         return torch._foreach_sqrt(tensors)
     roots = torch._foreach_clamp_min(tensors, SMALLEST_NORMAL)
     torch._foreach_sqrt_(roots)
@@ -143,8 +144,16 @@ class RMSprop(_Foreach):
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float, **options: Any):
         super().__init__(params, lr, **options)
+        self._name_state()
+
+    def _name_state(self) -> None:
         # torch's state keys, in torch's order: the centred variant keeps the gradient's average too.
         self.STATE = ("square_avg", "grad_avg") if self.param_groups[0]["centered"] else ("square_avg",)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As torch: the loaded options replace this optimizer's, `centered` included."""
+        super().load_state_dict(state_dict)
+        self._name_state()
 
     def _update(self, group, params, grads, state):
         """Tieleman & Hinton (2012), as torch's `_multi_tensor_rmsprop` computes it:

@@ -474,7 +474,7 @@ class StackedAdam(_PerSeed, Adam):
         exact = denormal_floor_is_exact(group["eps"], (1 - beta2) ** 0.5)
         for p, m, v in zip(params, exp_avgs, exp_avg_sqs):
             shape = (-1,) + (1,) * (p.dim() - 1)
-            root = v.clamp_min(SMALLEST_NORMAL).sqrt_() if exact else v.sqrt()
+            root = v.clamp_min(SMALLEST_NORMAL).sqrt_() if exact and v.dtype == torch.float32 else v.sqrt()
             denom = (root / bias_correction2_sqrt.view(shape)).add_(group["eps"])
             p.add_((m / denom) * step_size.view(shape))
 

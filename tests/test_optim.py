@@ -228,3 +228,37 @@ def test_the_centred_denominator_is_the_gradients_running_variance():
 def test_an_unknown_option_is_refused():
     with pytest.raises(TypeError, match="betas"):
         OURS["rmsprop"](network().parameters(), lr=1e-3, betas=(0.9, 0.99))
+
+
+def test_a_centred_checkpoint_loads_into_a_plain_optimizer_and_back_as_torchs_does():
+    """torch's load_state_dict takes the loaded options, `centered` included: so does ours."""
+    reference = network()
+    torch_opt = torch.optim.RMSprop(reference.parameters(), lr=1e-3, foreach=True, **OPTIONS["rmsprop"])
+    train(reference, torch_opt, 10)
+    fast = copy.deepcopy(reference)
+    fast_opt = OURS["rmsprop"](fast.parameters(), lr=1e-3)  # not centred until it loads
+    fast_opt.load_state_dict(copy.deepcopy(torch_opt.state_dict()))
+    train(reference, torch_opt, 10, start=10)
+    train(fast, fast_opt, 10, start=10)
+    assert_bitwise(reference, fast)
+    assert_same_state(torch_opt, fast_opt)
+    plain = OURS["rmsprop"](network().parameters(), lr=1e-3)
+    train(network(), plain, 1)
+    fast_opt.load_state_dict(copy.deepcopy(plain.state_dict()))  # and back to the plain variant
+    assert fast_opt.param_groups[0]["centered"] is False and fast_opt.STATE == ("square_avg",)
+
+
+def test_float64_parameters_take_the_plain_root():
+    """The floor's argument is float32's: a float64 state keeps torch's step bitwise by taking the plain root."""
+    g = torch.Generator().manual_seed(1)
+    # Parameters as small as their steps, so that a changed denominator would show in them.
+    reference = torch.nn.Parameter(torch.randn(1000, generator=g, dtype=torch.float64) * 1e-155)
+    fast = torch.nn.Parameter(reference.detach().clone())
+    torch_opt = torch.optim.Adam([reference], lr=1e-3, foreach=True)
+    fast_opt = OURS["adam"]([fast], lr=1e-3)
+    for step in range(5):
+        grad = torch.randn(1000, generator=g, dtype=torch.float64) * 1e-160  # squares far below 2^-126
+        reference.grad, fast.grad = grad.clone(), grad.clone()
+        torch_opt.step()
+        fast_opt.step()
+    assert torch.equal(reference, fast)
