@@ -698,7 +698,7 @@ def list_runs(
 
     from dqnrun.console import console, runs_table
     from dqnrun.results import RunDir, find_runs, load_run, read_progress
-    from dqnrun.stats import summarize
+    from dqnrun.stats import agent_label, summarize
     from dqnrun.sweep import find_sweeps, is_sweep_dir, load_manifest
 
     if not root.is_dir():
@@ -724,7 +724,7 @@ def list_runs(
             resume = f"dqnrun sweep --resume {root}" if is_sweep_dir(root) else f"dqnrun train --resume {path}"
             # With an env-step budget the episode count is not known until the run ends.
             planned = str(cfg.episodes) if cfg.max_steps is None else "-"
-            add_row((path.name, cfg.variant, cfg.env, str(len(cfg.seeds)), planned, "-", "-",
+            add_row((path.name, agent_label(cfg.agent), cfg.env, str(len(cfg.seeds)), planned, "-", "-",
                      f"{state}: {len(progress.finished_seeds)}/{len(cfg.seeds)} seeds done, {episodes:,}{budget} "
                      f"episodes" + ("" if progress.is_live else f" ({resume})")))
             continue

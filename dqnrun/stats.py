@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -386,20 +387,27 @@ def align_steps(runs: Sequence[Run], labels: Sequence[str]) -> tuple[list[float 
 
 
 def variant_label(run: Run) -> str:
-    """The agent's switches, e.g. "ddqn+per" or "ddqn+dueling+polyak", read from the run's config.
-
-    Data-driven: "ddqn" or "dqn" for the double switch, then every other boolean agent switch that
-    is on (prioritized is called "per"), "<n>-step" for n_step > 1 and "polyak" for tau < 1.
-    A run without a config (the lecture's files) shows its preset name, or "?".
-    """
+    """The agent's switches, e.g. "ddqn+per" or "ddqn+dueling+polyak", read from the run's config
+    (`agent_label`). A run without a config (the lecture's files) shows its preset name, or "?"."""
     agent = getattr(run.config, "agent", None)
+    if dataclasses.is_dataclass(agent) or isinstance(agent, Mapping):
+        return agent_label(agent)
+    return run.variant
+
+
+# Boolean agent keys that are the optimizer's options, not switches of the algorithm.
+NOT_SWITCHES = {"rmsprop_centered"}
+
+
+def agent_label(agent: Any) -> str:
+    """"ddqn" or "dqn" for the double switch, then every other boolean agent switch that is on
+    (prioritized is called "per"), "<n>-step" for n_step > 1 and "polyak" for tau < 1.
+    `agent`: an `AgentConfig` or its dict."""
     if dataclasses.is_dataclass(agent):
         agent = dataclasses.asdict(agent)
-    if not isinstance(agent, Mapping):
-        return run.variant
     parts = ["ddqn" if agent.get("double") else "dqn"]
     for key, value in agent.items():
-        if key != "double" and value is True:
+        if key != "double" and key not in NOT_SWITCHES and value is True:
             parts.append({"prioritized": "per"}.get(key, key))
     n_step = agent.get("n_step")
     if isinstance(n_step, int) and not isinstance(n_step, bool) and n_step > 1:

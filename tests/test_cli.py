@@ -167,7 +167,7 @@ def test_list_shows_runs_in_progress_and_interrupted_ones(tiny_config, tmp_path)
     from dqnrun.results import MetricsFile, RunDir
 
     for name, pid, budget in (("live", os.getpid(), {}), ("stopped", 2**22 + 12345, {}),  # no process has that pid
-                              ("steps", 2**22 + 12345, {"max_steps": 100})):  # an env-step budget
+                              ("steps", 2**22 + 12345, {"max_steps": 100, "variant": "per"})):  # env-step budget
         run = RunDir(tmp_path / name)
         run.path.mkdir()
         run.config_file.write_text(tiny_config(**budget).read_text())
@@ -185,6 +185,8 @@ def test_list_shows_runs_in_progress_and_interrupted_ones(tiny_config, tmp_path)
     assert "interrupted: 0/2 seeds done, 6/12 episodes (dqnrun train --resume" in rows["stopped"]
     # The config's episode cap is not the run's length: the column says nothing, the status the count.
     assert rows["steps"].split()[4] == "-" and rows["stopped"].split()[4] == "6"
+    # An unfinished run's variant is its switches, as a finished run's is.
+    assert rows["steps"].split()[1] == "ddqn+per"
     assert "interrupted: 0/2 seeds done, 6 episodes (dqnrun train --resume" in rows["steps"]
 
 

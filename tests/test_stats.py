@@ -78,6 +78,8 @@ def test_labels_are_the_shortest_distinguishing_path_suffix():
     ({"double": False, "dueling": False, "prioritized": False, "tau": 1.0}, "dqn"),
     ({"double": True, "dueling": False, "prioritized": True, "tau": 1.0}, "ddqn+per"),
     ({"double": True, "dueling": True, "prioritized": False, "tau": 0.01}, "ddqn+dueling+polyak"),
+    # the optimizer's options are not the agent's switches
+    ({"double": False, "dueling": False, "prioritized": False, "tau": 1.0, "rmsprop_centered": True}, "dqn"),
 ])
 def test_variant_labels_name_the_switches(agent, label):
     assert variant_label(run_at("/r", agent)) == label
