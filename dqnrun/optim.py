@@ -47,7 +47,7 @@ def denormal_floor_is_exact(eps: float, scale: float = 1.0) -> bool:
     return 2.0**-62 / scale <= 2.0 ** (e - 25)
 
 
-def _floored_sqrt(tensors: list[torch.Tensor], exact: bool) -> list[torch.Tensor]:
+def floored_sqrt(tensors: list[torch.Tensor], exact: bool) -> list[torch.Tensor]:
     """sqrt of each tensor, new tensors; raised to the smallest normal float32 first when `exact`
     allows and the tensors are float32 (the argument above is float32's)."""
     if not exact or tensors[0].dtype != torch.float32:
@@ -173,7 +173,7 @@ class RMSprop(_Foreach):
             avg = torch._foreach_addcmul(square_avgs, grad_avgs, grad_avgs, value=-1)
             torch._foreach_sqrt_(avg)
         else:
-            avg = _floored_sqrt(square_avgs, denormal_floor_is_exact(group["eps"]))
+            avg = floored_sqrt(square_avgs, denormal_floor_is_exact(group["eps"]))
         torch._foreach_add_(avg, group["eps"])
         torch._foreach_addcdiv_(params, grads, avg, value=-group["lr"])
 
@@ -205,7 +205,7 @@ class Adam(_Foreach):
         t = [s.item() for s in steps]
         step_size = [(lr / (1 - beta1**n)) * -1 for n in t]
         bias_correction2_sqrt = [(1 - beta2**n) ** 0.5 for n in t]
-        denom = _floored_sqrt(exp_avg_sqs, denormal_floor_is_exact(group["eps"], min(bias_correction2_sqrt)))
+        denom = floored_sqrt(exp_avg_sqs, denormal_floor_is_exact(group["eps"], min(bias_correction2_sqrt)))
         torch._foreach_div_(denom, bias_correction2_sqrt)
         torch._foreach_add_(denom, group["eps"])
         torch._foreach_addcdiv_(params, exp_avgs, denom, step_size)

@@ -36,7 +36,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from dqnrun.agent import UpdateResult, categorical_projection, polyak_update, td_loss, td_target
 from dqnrun.config import AgentConfig
 from dqnrun.networks import NetworkSpec, NoisyLinear, QNetwork, dueling_q, scale_noise
-from dqnrun.optim import SMALLEST_NORMAL, Adam, RMSprop, denormal_floor_is_exact, optimizer_options
+from dqnrun.optim import Adam, RMSprop, denormal_floor_is_exact, floored_sqrt, optimizer_options
 from dqnrun.replay import Batch
 
 
@@ -474,7 +474,7 @@ class StackedAdam(_PerSeed, Adam):
         exact = denormal_floor_is_exact(group["eps"], (1 - beta2) ** 0.5)
         for p, m, v in zip(params, exp_avgs, exp_avg_sqs):
             shape = (-1,) + (1,) * (p.dim() - 1)
-            root = v.clamp_min(SMALLEST_NORMAL).sqrt_() if exact and v.dtype == torch.float32 else v.sqrt()
+            (root,) = floored_sqrt([v], exact)
             denom = (root / bias_correction2_sqrt.view(shape)).add_(group["eps"])
             p.add_((m / denom) * step_size.view(shape))
 
