@@ -718,15 +718,19 @@ def list_runs(
                 add_row((path.name, "?", "?", "?", "?", "-", "-", f"unreadable: {exc}"))
                 continue
             cfg = progress.config
-            episodes = sum(progress.episodes_done.values())
-            budget = f"/{len(cfg.seeds) * cfg.episodes:,}" if cfg.max_steps is None else ""
+            done = f"{sum(progress.episodes_done.values()):,}"
+            if cfg.max_steps is None:
+                done += f"/{len(cfg.seeds) * cfg.episodes:,} episodes"
+            else:  # an env-step budget: the episodes are not known in advance, the env steps are
+                steps = sum(min(n, cfg.max_steps) for n in progress.env_steps_done.values())
+                done += f" episodes, {steps:,}/{len(cfg.seeds) * cfg.max_steps:,} env steps"
             state = "training" if progress.is_live else "interrupted"
             resume = f"dqnrun sweep --resume {root}" if is_sweep_dir(root) else f"dqnrun train --resume {path}"
             # With an env-step budget the episode count is not known until the run ends.
             planned = str(cfg.episodes) if cfg.max_steps is None else "-"
             add_row((path.name, agent_label(cfg.agent), cfg.env, str(len(cfg.seeds)), planned, "-", "-",
-                     f"{state}: {len(progress.finished_seeds)}/{len(cfg.seeds)} seeds done, {episodes:,}{budget} "
-                     f"episodes" + ("" if progress.is_live else f" ({resume})")))
+                     f"{state}: {len(progress.finished_seeds)}/{len(cfg.seeds)} seeds done, {done}"
+                     + ("" if progress.is_live else f" ({resume})")))
             continue
         try:
             run = load_run(path)

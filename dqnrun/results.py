@@ -316,6 +316,12 @@ class RunDir:
         """Rows in the seed's live metrics file (0 if none)."""
         return count_metrics_rows(self.metrics(seed))
 
+    def env_steps_done(self, seed: int) -> int:
+        """The env-step count of the seed's last metrics row (0 if none)."""
+        steps = read_metrics(self.metrics(seed))["env_steps"]
+        steps = steps[np.isfinite(steps)]
+        return int(steps[-1]) if len(steps) else 0
+
     def read_seed_result(self, seed: int) -> dict[str, Any]:
         """A finished seed's result, checked: one number per episode in every list, the fields
         of a seed result and nothing else; damage is a one-line "damaged: <what>"."""
@@ -951,6 +957,7 @@ class Progress:
     path: Path
     config: Any  # dqnrun.Config
     episodes_done: dict[int, int]
+    env_steps_done: dict[int, int]  # each seed's env steps at its last metrics row
     finished_seeds: tuple[int, ...]
     checkpointed: tuple[int, ...]
     is_live: bool  # a process is training it now (else it was interrupted)
@@ -963,9 +970,10 @@ def read_progress(path: str | Path) -> Progress:
     run_dir = RunDir(Path(path))
     config = load_config(run_dir.config_file)
     done = {s: run_dir.episodes_done(s) for s in config.seeds}
+    steps = {s: run_dir.env_steps_done(s) for s in config.seeds}
     finished = tuple(s for s in config.seeds if run_dir.seed_result(s).exists())
     checkpointed = tuple(s for s in config.seeds if run_dir.checkpoint(s).exists())
-    return Progress(run_dir.path, config, done, finished, checkpointed, run_dir.is_training())
+    return Progress(run_dir.path, config, done, steps, finished, checkpointed, run_dir.is_training())
 
 
 # ---------------------------------------------------------------------------------------------

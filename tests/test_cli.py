@@ -187,7 +187,8 @@ def test_list_shows_runs_in_progress_and_interrupted_ones(tiny_config, tmp_path)
     assert rows["steps"].split()[4] == "-" and rows["stopped"].split()[4] == "6"
     # An unfinished run's variant is its switches, as a finished run's is.
     assert rows["steps"].split()[1] == "ddqn+per"
-    assert "interrupted: 0/2 seeds done, 6 episodes (dqnrun train --resume" in rows["steps"]
+    # ... and the env steps done of the budget: the last metrics rows (40 and 20, under the 100 a seed).
+    assert "interrupted: 0/2 seeds done, 6 episodes, 60/200 env steps (dqnrun train --resume" in rows["steps"]
 
 
 def test_rainbow_run_records_step_evaluations_and_warns_once_about_epsilon(tiny_config, tmp_path):
