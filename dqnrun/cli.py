@@ -721,7 +721,7 @@ def list_runs(
             done = f"{sum(progress.episodes_done.values()):,}"
             if cfg.max_steps is None:
                 done += f"/{len(cfg.seeds) * cfg.episodes:,} episodes"
-            else:  # an env-step budget: the episodes are not known in advance, the env steps are
+            else:  # an env-step budget: how much of it is done
                 steps = sum(min(n, cfg.max_steps) for n in progress.env_steps_done.values())
                 done += f" episodes, {steps:,}/{len(cfg.seeds) * cfg.max_steps:,} env steps"
             state = "training" if progress.is_live else "interrupted"
