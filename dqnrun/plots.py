@@ -232,10 +232,23 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
         labels = facet_labels or labels
         panel_of = list(zip(env_of, values))
     panels = list(dict.fromkeys(panel_of))
+    per_panel = panel_curves(runs, panel_of, panels, x, band, lengths)
+    drawable = [p for p in panels if any(curve is not None for _, curve, _ in per_panel[p])]
+    if not drawable:  # an empty figure is not an answer: say why each run has no curve
+        whys = notes + [f"{labels[i]}: {why}" for p in panels for i, _, why in per_panel[p]]
+        raise UserError("nothing to draw: " + "; ".join(n.removesuffix("; nothing to draw") for n in whys))
+    for panel in panels:
+        if panel in drawable:
+            notes += [f"{labels[i]}: {why}" for i, _, why in per_panel[panel] if why]
+        else:  # all its runs are left out: no empty panel, but one note saying which and why
+            name = panel if facet is None else f"{panel[0]}, {facet.rsplit('.', 1)[-1]} {panel[1]}"
+            notes.append(f"no {name} panel: " + "; ".join(
+                f"{labels[i]} left out, {why.removesuffix('; nothing to draw')}" for i, _, why in per_panel[panel]))
+    panels = drawable
     colour_of = {label: i for i, label in enumerate(dict.fromkeys(labels))}  # one colour per label
     fig, axes = new_figure(len(panels), size)
     font = SIZES[size][1]
-    kinds = {score_kind(r) for r in runs}
+    kinds = {score_kind(runs[i]) for p in panels for i, curve, _ in per_panel[p] if curve is not None}
     if y == "train" or kinds == {TRAIN_RETURN}:
         y_label = "Training return"
     elif TRAIN_RETURN in kinds:
@@ -244,25 +257,18 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
         y_label = "Evaluation score"
     headings: list[str] = []
     handles: dict[str, object] = {}
-    drawn = 0
     with plt.rc_context(rc_params(font)):
         for ax, panel in zip(axes, panels):
             env = panel[0] if facet is not None else panel
             windows, intervals = set(), set()
-            grid = eval_grid([r for r, p in zip(runs, panel_of) if p == panel and is_step_evaluated(r)])
-            for i, run in enumerate(runs):
-                if panel_of[i] != panel:
-                    continue
-                curve, why = run_curve(run, x, band, lengths[i], grid)
-                if why:
-                    notes.append(f"{labels[i]}: {why}")
+            for i, curve, _ in per_panel[panel]:
                 if curve is None:
                     continue
+                run = runs[i]
                 if is_step_evaluated(run):
                     intervals.add(eval_interval(run))
                 else:
                     windows.add(run_window(run, lengths[i]))
-                drawn += 1
                 st = style(colour_of[labels[i]])
                 # A run as long as its window has one smoothed point: a marker shows it.
                 (line,) = ax.plot(curve.x, curve.centre, linewidth=1.6 if size == "column" else 2.0, label=labels[i],
@@ -297,10 +303,19 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
             handles[BAND_LABELS[band]] = Patch(facecolor="0.5", alpha=0.35, linewidth=0)
         if handles:
             add_legend(fig, list(handles.values()), list(handles))
-    if not drawn:  # an empty figure is not an answer: say why each run has no curve
-        plt.close(fig)
-        raise UserError("nothing to draw: " + "; ".join(n.removesuffix("; nothing to draw") for n in notes))
     return fig, notes
+
+
+def panel_curves(runs: Sequence[Run], panel_of: list, panels: list, x: str, band: str,
+                 lengths: Sequence[int | None]) -> dict[object, list[tuple[int, Curve | None, str | None]]]:
+    """Per panel, its runs in order as (index, curve or None, note or None). The step-evaluated
+    runs of a panel share one env-step grid."""
+    per_panel = {}
+    for panel in panels:
+        members = [i for i, p in enumerate(panel_of) if p == panel]
+        grid = eval_grid([runs[i] for i in members if is_step_evaluated(runs[i])])
+        per_panel[panel] = [(i, *run_curve(runs[i], x, band, lengths[i], grid)) for i in members]
+    return per_panel
 
 
 def share_y(axes: list, envs: list[str]) -> None:

@@ -12,6 +12,11 @@ from dqnrun.results import run_from_data
 
 
 def fake_run(name, n_episodes=30, window=5, seeds=3, offset=0.0, env="CartPole-v1", root="."):
+    data = fake_run_data(name, n_episodes, window, seeds, offset, env)
+    return run_from_data(data, Path(root) / name / "results.joblib")
+
+
+def fake_run_data(name, n_episodes=30, window=5, seeds=3, offset=0.0, env="CartPole-v1"):
     rng = np.random.default_rng(len(name))
     scores = rng.random((seeds, n_episodes)) * 100 + offset
     smoothed = np.stack([np.convolve(s, np.ones(window) / window, "valid") for s in scores])
@@ -20,7 +25,7 @@ def fake_run(name, n_episodes=30, window=5, seeds=3, offset=0.0, env="CartPole-v
             "window": window, "episodes": np.full(seeds, n_episodes), "max_score": smoothed.max(0),
             "min_score": smoothed.min(0), "mean_score": smoothed.mean(0), "env_id": env,
             "reward_threshold": 475.0}
-    return run_from_data(data, Path(root) / name / "results.joblib")
+    return data
 
 
 def lecture_run(name, n=226):
@@ -323,3 +328,39 @@ def test_on_env_steps_each_seed_keeps_its_own_episodes():
     xs, ys = fig.axes[0].lines[0].get_xdata(), fig.axes[0].lines[0].get_ydata()
     assert xs[0] == 200 and xs[-1] == 400
     np.testing.assert_allclose(ys, (np.interp(xs, [100, 200, 300, 400], [1, 2, 3, 4]) + np.interp(xs, [200, 400], [10, 20])) / 2)
+
+
+def saved_run(root, data):
+    """`data` written as a run directory's results.joblib, as the CLI reads it."""
+    import joblib
+
+    run_dir = Path(root) / data["name"]
+    run_dir.mkdir(parents=True)
+    joblib.dump(data, run_dir / "results.joblib")
+    return run_dir
+
+
+def invoke_plot(*args):
+    from typer.testing import CliRunner
+
+    from dqnrun.cli import app
+
+    return CliRunner().invoke(app, ["plot", *map(str, args)], env={"COLUMNS": "200"})
+
+
+def test_a_panel_whose_runs_are_all_left_out_is_not_drawn_and_one_note_says_why(tmp_path):
+    from tests_helpers import step_run_data
+
+    cartpole, breakout = fake_run("dqn"), step_run("breakout", env_id="MinAtar/Breakout-v1")
+    fig, notes = learning_curves([cartpole, breakout], x="episodes")
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["CartPole-v1, smoothed over 5 episodes"]
+    assert notes == ["no MinAtar/Breakout-v1 panel: breakout left out, evaluated every N env steps: "
+                     "its curve is drawn with --x steps (or auto)"]
+    # Through the CLI: the note is one line; with every run left out, exit 2 and no file.
+    run = saved_run(tmp_path, step_run_data("breakout", env="MinAtar/Breakout-v1"))
+    result = invoke_plot(saved_run(tmp_path, fake_run_data("dqn")), run, "--x", "episodes", "-o", tmp_path / "mix.png")
+    assert result.exit_code == 0 and result.output.splitlines()[0] == "note: " + notes[0]
+    result = invoke_plot(run, "--x", "episodes", "-o", tmp_path / "f.png")
+    assert result.exit_code == 2 and not (tmp_path / "f.png").exists()
+    assert result.output.strip().splitlines() == [
+        "error: nothing to draw: breakout: evaluated every N env steps: its curve is drawn with --x steps (or auto)"]
