@@ -291,7 +291,8 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
             ax.set_xlabel("Episodes" if x == "episodes" else "Env steps")
             if x == "steps":
                 ax.xaxis.set_major_formatter(FuncFormatter(thousands))
-            ax.set_ylabel(y_label)
+            # One y label per row: every panel measures the same score, and the room goes to the curves.
+            ax.set_ylabel(y_label if ax.get_subplotspec().colspan.start == 0 else "")
             ax.grid(alpha=0.3, linewidth=0.5)
             ax.margins(x=0)
         if facet is not None:
@@ -303,6 +304,7 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
             handles[BAND_LABELS[band]] = Patch(facecolor="0.5", alpha=0.35, linewidth=0)
         if handles:
             add_legend(fig, list(handles.values()), list(handles))
+        fit_titles(fig, axes)
     return fig, notes
 
 
@@ -340,6 +342,53 @@ def add_legend(fig: Figure, handles: list, labels: list[str]) -> None:
         if ncols == 1 or legend.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
             return
         legend.remove()
+
+
+def fit_titles(fig: Figure, axes: list) -> None:
+    """Keep every title inside the figure and clear of its neighbours'.
+
+    Constrained layout makes room for a title's height but not its width (a title may overhang
+    its panel), so three panels on a page ran the right panel's title off the figure. A title
+    wider than its column is broken at spaces; then, where an outer panel's title still overhangs
+    the figure's edge, the panels are laid out in an area narrower by that much.
+    """
+    renderer = fig.canvas.get_renderer()
+    width, pad = fig.bbox.width, fig.dpi * 4 / 72  # 4 points clear of the edge
+    for ax in axes:
+        wrap_to(ax.title, width / ax.get_subplotspec().get_gridspec().ncols - 2 * pad, renderer)
+    if fig._suptitle is not None:
+        wrap_to(fig._suptitle, width - 2 * pad, renderer)
+    left = right = 0.0
+    for _ in range(4):  # narrower panels move an outer title a little further out: settle it
+        fig.draw_without_rendering()
+        extents = [ax.title.get_window_extent(renderer) for ax in axes if ax.title.get_text()]
+        more_left = max([pad - e.x0 for e in extents] + [0.0])
+        more_right = max([e.x1 + pad - width for e in extents] + [0.0])
+        if more_left < 0.5 and more_right < 0.5:  # within half a pixel
+            return
+        left, right = left + more_left, right + more_right
+        fig.get_layout_engine().set(rect=(left / width, 0, 1 - (left + right) / width, 1))
+
+
+def wrap_to(text, room: float, renderer) -> None:
+    """Break each line of `text` at spaces (never inside a word) so each line is at most `room`
+    pixels wide where the words allow it."""
+    def fits(line: str) -> bool:
+        text.set_text(line)
+        return text.get_window_extent(renderer).width <= room
+
+    original, lines = text.get_text(), []
+    for line in original.split("\n"):
+        words = line.split(" ")
+        current = words[0]
+        for word in words[1:]:
+            if fits(f"{current} {word}"):
+                current = f"{current} {word}"
+            else:
+                lines.append(current)
+                current = word
+        lines.append(current)
+    text.set_text("\n".join(lines))
 
 
 def draw_threshold(ax, runs: Sequence[Run], panel_of: list[str], env: str, threshold: float | str | None,
@@ -383,6 +432,7 @@ def performance_profile(per_variant: dict[str, Sequence[np.ndarray]], size: str 
         ax.grid(alpha=0.3, linewidth=0.5)
         ax.set_title(title or "Performance profile (95% bootstrap CI)")
         add_legend(fig, *ax.get_legend_handles_labels())
+        fit_titles(fig, [ax])
     return fig
 
 

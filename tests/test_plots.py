@@ -364,3 +364,36 @@ def test_a_panel_whose_runs_are_all_left_out_is_not_drawn_and_one_note_says_why(
     assert result.exit_code == 2 and not (tmp_path / "f.png").exists()
     assert result.output.strip().splitlines() == [
         "error: nothing to draw: breakout: evaluated every N env steps: its curve is drawn with --x steps (or auto)"]
+
+
+def title_extents(fig):
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    return [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_visible()]
+
+
+def test_three_panels_on_a_page_keep_every_title_axis_and_curve_inside_the_figure():
+    runs = [fake_run("ddqn", window=25, n_episodes=60, env=env, root=env.split("/")[0])
+            for env in ("CartPole-v1", "Acrobot-v1", "MinAtar/Breakout-v1")]
+    fig, _ = learning_curves(runs, x="steps")
+    extents = title_extents(fig)
+    width = fig.bbox.width
+    assert all(0 <= e.x0 and e.x1 <= width for e in extents)
+    assert all(left.x1 < right.x0 for left, right in zip(extents, extents[1:]))  # clear of each other
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:  # the panel with its tick labels, the curve's last point included
+        box = ax.get_tightbbox(renderer)
+        assert 0 <= box.x0 and box.x1 <= width
+        assert ax.transData.transform((ax.lines[0].get_xdata()[-1], 0))[0] <= width
+    # Broken only as far as needed: the environment, then its details on one line.
+    assert fig.axes[2].get_title() == "MinAtar/Breakout-v1\nsmoothed over 25 episodes"
+    assert [ax.get_ylabel() for ax in fig.axes] == ["Evaluation score", "", ""]  # one per row
+
+
+def test_a_title_wider_than_its_column_breaks_between_words():
+    title = "DQN against Double DQN on CartPole with a deliberately long figure title"
+    fig, _ = learning_curves([fake_run("dqn")], size="column", title=title)
+    (extent,) = title_extents(fig)
+    assert 0 <= extent.x0 and extent.x1 <= fig.bbox.width
+    lines = fig.axes[0].get_title().split("\n")
+    assert len(lines) > 1 and " ".join(lines) == title
