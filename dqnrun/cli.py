@@ -6,6 +6,7 @@ import contextlib
 import functools
 import inspect
 import math
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional
 
@@ -495,13 +496,42 @@ def parse_threshold(text: Optional[str]) -> float | str | None:
 
 
 def default_plot_path(root: Path, labels: list[str]) -> Path:
-    stem = "-vs-".join(label.replace("/", "_") for label in labels)[:80]
+    """A new <root>/<A>-vs-<B>.png: -2, -3, ... where that file exists."""
+    stem = plot_stem(labels)
     path = root / f"{stem}.png"
     k = 2
     while path.exists():
         path = root / f"{stem}-{k}.png"
         k += 1
     return path
+
+
+def plot_stem(labels: list[str], limit: int = 80) -> str:
+    """<A>-vs-<B>-vs-<C> while it fits in `limit` characters, else the first names that fit (at
+    most three) and -and-N-more: a name that reads, never one cut in the middle of a word."""
+    names = [label.replace("/", "_") for label in labels]
+    if len("-vs-".join(names)) <= limit:
+        return "-vs-".join(names)
+    for k in range(min(3, len(names) - 1), 0, -1):
+        stem = "-vs-".join(names[:k]) + f"-and-{len(names) - k}-more"
+        if len(stem) <= limit:
+            return stem
+    more = f"-and-{len(names) - 1}-more" if len(names) > 1 else ""
+    return cut_between_words(names[0], limit - len(more)) + more
+
+
+def cut_between_words(name: str, limit: int) -> str:
+    """`name` cut to at most `limit` characters at a separator (- or _), none left dangling;
+    a single word longer than `limit` is cut where it must."""
+    if len(name) <= limit:
+        return name
+    words = re.split(r"(?<=[-_])", name)  # each word keeps the separator after it
+    kept = ""
+    for word in words:
+        if len(kept + word.rstrip("-_")) > limit:
+            break
+        kept += word
+    return kept.rstrip("-_") or name[:limit]
 
 
 def print_notes(notes: list[str], out: Any) -> None:

@@ -397,3 +397,30 @@ def test_a_title_wider_than_its_column_breaks_between_words():
     assert 0 <= extent.x0 and extent.x1 <= fig.bbox.width
     lines = fig.axes[0].get_title().split("\n")
     assert len(lines) > 1 and " ".join(lines) == title
+
+
+def test_the_default_file_name_names_the_first_runs_and_counts_the_rest(tmp_path):
+    from dqnrun.cli import default_plot_path, plot_stem
+
+    assert plot_stem(["ddqn", "lecture/ddqn"]) == "ddqn-vs-lecture_ddqn"  # short: every name, as before
+    many = ["api-cfg", "api-dict", "ddqn", "ddqn-2", "dqn", "dueling", "dueling-per", "per"] + [f"r{i}" for i in range(18)]
+    assert plot_stem(many) == "api-cfg-vs-api-dict-vs-ddqn-and-23-more"
+    long = "dueling-per-lunarlander-lr0.0003-tau0.005-batch128-hidden256x256-huber-grad10-seed-sweep"
+    assert plot_stem([long, "dqn"]) == "dueling-per-lunarlander-lr0.0003-tau0.005-batch128-hidden256x256-and-1-more"
+    assert plot_stem([long]) == "dueling-per-lunarlander-lr0.0003-tau0.005-batch128-hidden256x256-huber-grad10"
+    for stem in (plot_stem(many), plot_stem([long]), plot_stem([long, "dqn"])):
+        assert len(stem) <= 80 and stem[-1] not in "-_"
+    # Unique: an existing figure of that name gets -2, then -3.
+    (tmp_path / "api-cfg-vs-api-dict-vs-ddqn-and-23-more.png").touch()
+    assert default_plot_path(tmp_path, many).name == "api-cfg-vs-api-dict-vs-ddqn-and-23-more-2.png"
+    (tmp_path / "api-cfg-vs-api-dict-vs-ddqn-and-23-more-2.png").touch()
+    assert default_plot_path(tmp_path, many).name == "api-cfg-vs-api-dict-vs-ddqn-and-23-more-3.png"
+
+
+def test_plot_without_output_in_a_folder_of_many_runs_writes_a_readable_name(tmp_path):
+    for i in range(6):
+        saved_run(tmp_path, fake_run_data(f"a-rather-long-experiment-name-{i}"))
+    result = invoke_plot("--root", tmp_path)
+    expected = "a-rather-long-experiment-name-0-vs-a-rather-long-experiment-name-1-and-4-more.png"
+    assert result.exit_code == 0 and (tmp_path / expected).is_file(), result.output
+    assert result.output.split()[-1] == str(tmp_path / expected)
