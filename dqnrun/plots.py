@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from dqnrun.errors import UserError  # noqa: E402
 from dqnrun.results import Run  # noqa: E402
@@ -260,7 +260,7 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
     with plt.rc_context(rc_params(font)):
         for ax, panel in zip(axes, panels):
             env = panel[0] if facet is not None else panel
-            windows, intervals = set(), set()
+            windows, intervals, ends = set(), set(), []
             for i, curve, _ in per_panel[panel]:
                 if curve is None:
                     continue
@@ -270,11 +270,17 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
                 else:
                     windows.add(run_window(run, lengths[i]))
                 st = style(colour_of[labels[i]])
-                # A run as long as its window has one smoothed point: a marker shows it.
+                ends += [curve.x[0], curve.x[-1]]
+                # A run as long as its window has one smoothed point: a marker shows it, unclipped
+                # where it sits on the axis' end, and a bar its band.
+                one_point = len(curve.x) == 1
                 (line,) = ax.plot(curve.x, curve.centre, linewidth=1.6 if size == "column" else 2.0, label=labels[i],
-                                  marker="o" if len(curve.x) == 1 else None, **st)
+                                  marker="o" if one_point else None, clip_on=not one_point, **st)
                 handles.setdefault(labels[i], line)
-                if curve.low is not None:
+                if curve.low is not None and one_point:
+                    ax.plot([curve.x[0]] * 2, [curve.low[0], curve.high[0]], color=st["color"], linewidth=1.0,
+                            clip_on=False)
+                elif curve.low is not None:
                     ax.fill_between(curve.x, curve.low, curve.high, color=st["color"], alpha=0.2, linewidth=0)
                     if band == "minmax":  # the lecture's thin max and min lines
                         ax.plot(curve.x, curve.high, color=st["color"], linewidth=0.6)
@@ -295,6 +301,10 @@ def learning_curves(runs: Sequence[Run], x: str = "auto", title: str | None = No
             ax.set_ylabel(y_label if ax.get_subplotspec().colspan.start == 0 else "")
             ax.grid(alpha=0.3, linewidth=0.5)
             ax.margins(x=0)
+            if x == "episodes":  # matplotlib's default ticks, but whole episodes
+                ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True))
+            if min(ends) == max(ends) > 0:  # one point: an axis from 0 to it, not matplotlib's 4.8 to 5.2
+                ax.set_xlim(0, max(ends))
         if facet is not None:
             fig.suptitle(title if title is not None else "; ".join(dict.fromkeys(headings)))
             share_y(axes[:len(panels)], [p[0] for p in panels])

@@ -143,9 +143,24 @@ def test_a_shorter_length_recomputes_the_curves():
 
 
 def test_a_run_as_long_as_its_window_is_one_marked_point():
-    fig, notes = learning_curves([fake_run("dqn", n_episodes=5)])
-    (mean,) = [line for line in fig.axes[0].lines if line.get_label() == "dqn"]
+    run = fake_run("dqn", n_episodes=5)
+    fig, notes = learning_curves([run])
+    ax = fig.axes[0]
+    (mean,) = [line for line in ax.lines if line.get_label() == "dqn"]
     assert notes == [] and len(mean.get_xdata()) == 1 and mean.get_marker() == "o"
+    assert not mean.get_clip_on()  # whole, though it sits on the axis' end
+    # The axis runs from 0 to the last episode in whole episodes (matplotlib: 4.8 to 5.2).
+    assert ax.get_xlim() == (0, 5)
+    ticks = [t for t in ax.get_xticks() if 0 <= t <= 5]
+    assert ticks == [0, 1, 2, 3, 4, 5]
+    # The band of one point is a bar from the seeds' min to their max.
+    (bar,) = [line for line in ax.lines if len(line.get_xdata()) == 2]
+    np.testing.assert_allclose(bar.get_ydata(), [run.min_score[0], run.max_score[0]])
+    np.testing.assert_array_equal(bar.get_xdata(), [5, 5])
+    # Longer curves keep matplotlib's ticks, as whole episodes, from the first smoothed point.
+    fig, _ = learning_curves([fake_run("dqn", n_episodes=12)])
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (5, 12) and all(t == int(t) for t in ax.get_xticks())
 
 
 def test_a_run_shorter_than_its_window_is_reported():
