@@ -816,7 +816,7 @@ def watch(
     """
     from dqnrun.console import console
     from dqnrun.results import MODEL_KINDS
-    from dqnrun.watch import best_policy, check_record_path, play
+    from dqnrun.watch import best_policy, check_record_path, play, watch_notes
     from dqnrun.watch import record as record_policy
 
     if episodes < 1:
@@ -831,6 +831,8 @@ def watch(
     if model not in MODEL_KINDS:
         raise UserError(f"--model {model!r}: expected best or final")
     policy = best_policy(run, seed, model)
+    for note in watch_notes(run, policy) if seed is None else []:
+        console.print(f"[yellow]{esc(note)}[/yellow]")
     saved = (f"score {policy.score:.1f} at episode {policy.episode}" if math.isfinite(policy.score)
              else "score -: never evaluated")
     console.print(f"{esc(run)}: seed {policy.seed} ({esc(policy.variant)}, {model} model: {saved}) "
@@ -874,7 +876,7 @@ def evaluate(
 
     from dqnrun.console import console
     from dqnrun.results import MODEL_KINDS
-    from dqnrun.watch import MAX_EVALUATE, evaluate_policy, evaluation_record, policies, run_dir_of
+    from dqnrun.watch import MAX_EVALUATE, evaluate_policy, evaluation_record, policies, run_dir_of, whole_run_notes
 
     if episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {episodes}")
@@ -884,6 +886,8 @@ def evaluate(
     if model not in MODEL_KINDS:
         raise UserError(f"--model {model!r}: expected best or final")
     loaded = policies(run, seed, model)
+    for note in whole_run_notes(run, model) if seed is None else []:
+        console.print(f"[yellow]{esc(note)}[/yellow]")
     table = Table(box=box.SIMPLE_HEAD)
     for col in ("seed", "at training (episode)", "mean", "gap", "std", "min", "max"):
         table.add_column(col, justify="right")

@@ -231,6 +231,42 @@ class RunDir:
     def tb(self, seed: int) -> Path:
         return self.tb_dir / f"seed-{seed}"
 
+    def finished_seeds(self) -> list[int]:
+        """The seeds with a result file (seeds/seed-<s>.joblib): those that finished training."""
+        seeds = []
+        for f in (self.path / "seeds").glob("seed-*.joblib"):
+            try:
+                seeds.append(int(f.stem.removeprefix("seed-")))
+            except ValueError:
+                continue
+        return sorted(seeds)
+
+    def model_gaps(self, which: str = "best") -> ModelGaps:
+        """The run's seeds that have no `which` model file, by why (see `ModelGaps`).
+
+        Only the seeds' own files are read, and only for seeds whose model is absent; a folder
+        of models alone (no config.yaml, no seeds/) has no gaps that can be known.
+        """
+        present = self.models(which)
+        missing, never = {}, {}
+        for seed in self.finished_seeds():
+            if seed in present:
+                continue
+            state = self.read_seed_result(seed)
+            if which == "best" and state["best_episode"] == 0:
+                never[seed] = "it never evaluated while training"
+            elif which == "final" and state["status"] != "complete":
+                never[seed] = f"it diverged at {state['diverged'] or 'an unknown step'}"
+            else:
+                missing[seed] = self.model(seed, which)
+        unfinished: tuple[int, ...] = ()
+        if not self.is_finished() and self.config_file.is_file():
+            from dqnrun.config import load_config
+
+            finished = set(self.finished_seeds())
+            unfinished = tuple(s for s in load_config(self.config_file).seeds if s not in finished)
+        return ModelGaps(missing, unfinished, never)
+
     def models(self, which: str = "best") -> dict[int, Path]:
         """{seed: model file} of the saved models of one kind."""
         suffix = "-final" if which == "final" else ""
@@ -331,6 +367,15 @@ class RunDir:
         if problem:
             raise _damaged(path, problem)
         return state
+
+
+@dataclass(frozen=True)
+class ModelGaps:
+    """Seeds of a run without a model file of one kind (best or final), by why."""
+
+    missing: dict[int, Path]  #: finished with such a model, but its file is not there (deleted, lost)
+    unfinished: tuple[int, ...]  #: not finished training (still training or interrupted): no model yet
+    never: dict[int, str]  #: never had one, and why: no evaluation ran (best), the seed diverged (final)
 
 
 def _read_evaluation(path: Path) -> dict[str, Any]:

@@ -681,6 +681,15 @@ def add_evaluation(row: Summary, run: Run, notes: list[str]) -> None:
     row.evaluated = float(across["mean"]) if across.get("mean") is not None else math.nan
     row.evaluated_ci = (across.get("ci_low"), across.get("ci_high"))
     row.evaluated_episodes = episodes if isinstance(episodes, int) and not isinstance(episodes, bool) else None
+    # A measurement of fewer seeds than have best models (a model lost before `evaluate` ran)
+    # does not stand for the run; say which seeds it covers.
+    measured = {s.get("seed") for s in doc["seeds"]}
+    with_model = [seed for seed, episode in zip(run.seeds, run.best_episode) if episode > 0]
+    left_out = [seed for seed in with_model if seed not in measured]
+    if left_out:
+        notes.append(f"{row.name}: evaluated measured {len(with_model) - len(left_out)} of its {len(with_model)} seeds "
+                     f"with a best model (left out: seed{'s' if len(left_out) > 1 else ''} "
+                     f"{', '.join(map(str, left_out))})")
 
 
 def aggregate_over_envs(rows: list[Summary], runs: Sequence[Run], norms: Mapping[str, tuple[float, float]],

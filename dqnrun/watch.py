@@ -8,7 +8,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from dqnrun import seeding
 from dqnrun.envs import make_env
 from dqnrun.errors import UserError
 from dqnrun.networks import NetworkSpec, QNetwork
-from dqnrun.results import EVALUATION_FORMAT, MODEL_KINDS, RESULTS_FILE, RunDir, load_model_file
+from dqnrun.results import EVALUATION_FORMAT, MODEL_KINDS, RESULTS_FILE, ModelGaps, RunDir, load_model_file
 from dqnrun.trainer import evaluate
 
 
@@ -71,7 +71,33 @@ def run_dir_of(path: str | Path) -> RunDir:
         raise UserError(f"no such run: {path}")
     if not path.is_dir():
         raise UserError(f"{path} is not a run directory")
+    from dqnrun.sweep import is_sweep_dir, load_manifest
+
+    if is_sweep_dir(path):
+        points = load_manifest(path).points
+        example = f", e.g. {points[0].run_dir}" if points else ""
+        raise UserError(f"{path} is a sweep; name one of its points{example} (`dqnrun list {path}` lists them)")
     return RunDir(path)
+
+
+def resume_command(run_dir: RunDir) -> str:
+    """The command that continues an interrupted run (a sweep's point: its sweep)."""
+    from dqnrun.sweep import is_sweep_dir
+
+    if is_sweep_dir(run_dir.path.parent):
+        return f"dqnrun sweep --resume {run_dir.path.parent}"
+    return f"dqnrun train --resume {run_dir.path}"
+
+
+def unfinished_problem(run_dir: RunDir, seeds: Sequence[int]) -> str:
+    """That a run's `seeds` have no model yet because it is still training, or was interrupted."""
+    if run_dir.is_training():
+        state = (f"is still training ({run_dir.training_owner()}; `dqnrun list {run_dir.path.parent}` shows "
+                 "its progress)")
+    else:
+        state = f"is unfinished (`{resume_command(run_dir)}` continues it)"
+    waiting = f"seed {seeds[0]} has" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))} have"
+    return f"{run_dir.path} {state}: {waiting} not finished"
 
 
 def model_files(run: str | Path, which: str = "best") -> dict[int, Path]:
@@ -82,11 +108,55 @@ def model_files(run: str | Path, which: str = "best") -> dict[int, Path]:
         if which == "final" and run_dir.models("best"):
             raise UserError(f"{run_dir.path} has no final models (models/seed-<s>-final.pt; runs of dqnrun "
                             f"0.1.0 saved only the best); use --model best")
+        gaps = run_dir.model_gaps(which)
+        if gaps.unfinished and not run_dir.finished_seeds():
+            raise UserError(f"{unfinished_problem(run_dir, gaps.unfinished)}, so it has no saved model yet")
+        if gaps.missing:
+            raise UserError(f"{run_dir.path} has lost its models: {missing_text(gaps)}; restore them from a copy "
+                            "of the run")
         if which == "best" and run_dir.models("final"):
             raise UserError(f"{run_dir.path} has no best models (models/seed-<s>.pt: no evaluation ran while it "
                             f"trained); use --model final for the models at the end of training")
         raise UserError(f"{run_dir.path} has no saved models (models/seed-<s>.pt); is it a finished dqnrun run?")
     return files
+
+
+def whole_run_notes(run: str | Path, which: str = "best") -> list[str]:
+    """Check that every seed of a run can be measured before `dqnrun evaluate` measures them
+    all (its file then stands for the run): a seed whose model is missing or not trained yet is
+    a UserError naming it and the fix. Returns notes for seeds that never had such a model."""
+    run_dir = run_dir_of(run)
+    gaps = run_dir.model_gaps(which)
+    present = sorted(run_dir.models(which))
+    by_seed = f"--seed {present[0]}" if len(present) == 1 else f"--seed S, S one of {', '.join(map(str, present))}"
+    if gaps.missing:
+        raise UserError(f"{run_dir.path}: {missing_text(gaps)}, so the run cannot be measured as a whole; "
+                        f"restore {'it' if len(gaps.missing) == 1 else 'them'} from a copy of the run, or "
+                        f"measure the other seeds one at a time ({by_seed})")
+    if gaps.unfinished:
+        raise UserError(f"{unfinished_problem(run_dir, gaps.unfinished)}; measure the run when it "
+                        f"finishes, or a finished seed now ({by_seed})")
+    return [f"note: seed {seed} has no {which} model: {why}" for seed, why in gaps.never.items()]
+
+
+def watch_notes(run: str | Path, policy: Policy) -> list[str]:
+    """Notes for `dqnrun watch` when it picked the best seed among fewer than all: a seed's
+    model is missing, or seeds have not finished training."""
+    run_dir = run_dir_of(run)
+    gaps = run_dir.model_gaps(policy.which)
+    notes = []
+    if gaps.missing:
+        notes.append(f"note: {missing_text(gaps)}; showing seed {policy.seed}, the best of the others")
+    if gaps.unfinished:
+        notes.append(f"note: {unfinished_problem(run_dir, gaps.unfinished)}; showing seed {policy.seed}, "
+                     "the best of the finished seeds")
+    return notes
+
+
+def missing_text(gaps: ModelGaps) -> str:
+    """The missing model files of `gaps`, in words."""
+    files = list(gaps.missing.values())
+    return f"{', '.join(map(str, files))} {'is' if len(files) == 1 else 'are'} missing"
 
 
 def policy_from_file(path: Path, which: str = "best") -> Policy:

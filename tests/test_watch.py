@@ -217,3 +217,117 @@ def test_frames_become_rgb_bytes_large_enough_for_their_caption():
     assert wide[0, 0].tolist() == [255, 0, 12] and wide.shape == (320, 320, 3)
     with pytest.raises(UserError, match=r"renders frames of shape \(4, 4, 2\)"):
         as_rgb8(np.zeros((4, 4, 2)))
+
+
+def copy_run(trained, tmp_path, name="dqn"):
+    """A copy of a finished 2-seed run (seeds 3 and 4) of the session's fixture, to damage."""
+    import shutil
+
+    return Path(shutil.copytree(trained / name, tmp_path / name))
+
+
+def test_a_missing_model_is_never_skipped_silently(trained, tmp_path):
+    """A finished seed's best model deleted: evaluate refuses (naming the file and --seed) and
+    keeps the earlier measurement as it was; watch says which seed it shows instead."""
+    run = copy_run(trained, tmp_path)
+    first = runner.invoke(app, ["evaluate", str(run), "--episodes", "2"])
+    assert first.exit_code == 0, first.output
+    measured = (run / "evaluation-best.json").read_text()
+    (run / "models" / "seed-4.pt").unlink()
+
+    result = runner.invoke(app, ["evaluate", str(run), "--episodes", "3"], env={"COLUMNS": "400"})
+    assert result.exit_code == 2
+    assert result.output == (f"error: {run}: {run / 'models' / 'seed-4.pt'} is missing, so the run cannot be "
+                             "measured as a whole; restore it from a copy of the run, or measure the other seeds one "
+                             "at a time (--seed 3)\n")
+    assert (run / "evaluation-best.json").read_text() == measured
+    assert sorted(p.name for p in run.glob("evaluation-*")) == ["evaluation-best.json"]
+    assert runner.invoke(app, ["evaluate", str(run), "--seed", "3", "-n", "2"]).exit_code == 0  # the fix works
+
+    gif = tmp_path / "x.gif"
+    watched = runner.invoke(app, ["watch", str(run), "--record", str(gif)], env={"COLUMNS": "400"})
+    assert watched.exit_code == 0, watched.output
+    assert watched.output.splitlines()[0] == (f"note: {run / 'models' / 'seed-4.pt'} is missing; showing seed 3, "
+                                              "the best of the others")
+    assert f"{run}: seed 3 " in watched.output and gif.exists()
+
+    (run / "models" / "seed-3.pt").unlink()  # every model gone: named, not "is it a finished run?"
+    gone = runner.invoke(app, ["watch", str(run), "--record", str(tmp_path / "y.gif")], env={"COLUMNS": "400"})
+    assert gone.exit_code == 2
+    assert gone.output == (f"error: {run} has lost its models: {run / 'models' / 'seed-3.pt'}, "
+                           f"{run / 'models' / 'seed-4.pt'} are missing; restore them from a copy of the run\n")
+
+
+def test_a_seed_that_never_had_a_best_model_is_measured_without_it_with_a_note(trained, tmp_path):
+    """A seed that never evaluated (eval_every_steps never reached) has no best model: that is
+    not a loss, so evaluate measures the others and says so."""
+    import joblib
+
+    run = copy_run(trained, tmp_path)
+    state = joblib.load(run / "seeds" / "seed-4.joblib")
+    joblib.dump({**state, "best_score": float("-inf"), "best_episode": 0}, run / "seeds" / "seed-4.joblib")
+    (run / "models" / "seed-4.pt").unlink()
+    result = runner.invoke(app, ["evaluate", str(run), "--episodes", "2"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "note: seed 4 has no best model: it never evaluated while training"
+    assert (run / "evaluation-best.json").exists()
+
+
+def test_compare_says_when_the_evaluation_left_out_seeds_with_a_model(trained, tmp_path):
+    """An evaluation-best.json of fewer seeds than have best models (from before evaluate
+    refused) is shown with a note naming the seeds it left out."""
+    run = copy_run(trained, tmp_path)
+    assert runner.invoke(app, ["evaluate", str(run), "--seed", "3", "-n", "2"]).exit_code == 0
+    (run / "evaluation-best-seed-3.json").rename(run / "evaluation-best.json")
+    result = runner.invoke(app, ["compare", str(run), "--wide"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "note: dqn: evaluated measured 1 of its 2 seeds with a best model (left out: seed 4)" in result.output
+
+
+def test_a_sweep_folder_is_not_a_run_and_the_message_names_a_point(tmp_path):
+    import yaml
+
+    from dqnrun.sweep import MANIFEST, SWEEP_FORMAT
+
+    sweep = tmp_path / "study"
+    sweep.mkdir()
+    points = [{"name": f"lr{i}", "values": {"agent.learning_rate": i}, "seeds": [1]} for i in (1, 2)]
+    (sweep / MANIFEST).write_text(yaml.safe_dump({"format": SWEEP_FORMAT, "points": points}))
+    for args in (["watch", str(sweep), "--record", str(tmp_path / "x.gif")], ["evaluate", str(sweep)]):
+        result = runner.invoke(app, args, env={"COLUMNS": "400"})
+        assert result.exit_code == 2
+        assert result.output == (f"error: {sweep} is a sweep; name one of its points, e.g. {sweep / 'lr1'} "
+                                 f"(`dqnrun list {sweep}` lists them)\n")
+
+
+def test_a_run_still_training_says_so_instead_of_no_saved_models(trained, tmp_path):
+    import os
+    import shutil
+    import socket
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(trained / "dqn" / "config.yaml", run / "config.yaml")
+    (run / ".training").write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    owner = f"process {os.getpid()} on {socket.gethostname()}"
+    for args in (["watch", str(run)], ["evaluate", str(run)]):
+        result = runner.invoke(app, args, env={"COLUMNS": "400"})
+        assert result.exit_code == 2
+        assert result.output == (f"error: {run} is still training ({owner}; `dqnrun list {tmp_path}` shows its "
+                                 "progress): seeds 3, 4 have not finished, so it has no saved model yet\n")
+
+    # Seed 3 finished, seed 4 interrupted: evaluate does not pass seed 3 off as the run's measurement.
+    (run / ".training").unlink()
+    for folder in ("models", "seeds"):
+        (run / folder).mkdir()
+    shutil.copy(trained / "dqn" / "models" / "seed-3.pt", run / "models")
+    shutil.copy(trained / "dqn" / "seeds" / "seed-3.joblib", run / "seeds")
+    result = runner.invoke(app, ["evaluate", str(run), "-n", "2"], env={"COLUMNS": "400"})
+    assert result.exit_code == 2
+    assert result.output == (f"error: {run} is unfinished (`dqnrun train --resume {run}` continues it): seed 4 has "
+                             "not finished; measure the run when it finishes, or a finished seed now (--seed 3)\n")
+    watched = runner.invoke(app, ["watch", str(run), "--record", str(tmp_path / "x.gif")], env={"COLUMNS": "400"})
+    assert watched.exit_code == 0, watched.output
+    assert watched.output.splitlines()[0] == (f"note: {run} is unfinished (`dqnrun train --resume {run}` continues "
+                                              "it): seed 4 has not finished; showing seed 3, the best of the "
+                                              "finished seeds")
