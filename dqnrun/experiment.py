@@ -494,10 +494,20 @@ def start_run(
     if resume is not None:
         files = RunDir(Path(resume))
         if not files.config_file.is_file():
+            from dqnrun.sweep import is_sweep_dir
+
+            if not files.path.exists() and not files.path.is_symlink():
+                raise UserError(f"no such directory: {files.path}")
+            if is_sweep_dir(files.path):
+                raise UserError(f"{files.path} is a sweep, not a run; continue it with "
+                                f"`dqnrun sweep --resume {files.path}`")
             raise UserError(f"{files.path} is not a dqnrun run directory (no config.yaml)")
         cfg = load_config(files.config_file)
         spec = plan(cfg, jobs)
-        if files.is_finished() and not files.pending_seeds(cfg.seeds):
+        # A finished run whose results.joblib is damaged is rebuilt from its per-seed files.
+        complete = files.is_finished() and not files.pending_seeds(cfg.seeds)
+        damage = files.results_damage() if complete else None
+        if complete and damage is None:
             raise UserError(f"{files.path} is already complete; nothing to resume")
         if files.is_training():
             raise UserError(f"{files.path} is being trained by another process ({files.training_owner()}); "
@@ -525,7 +535,12 @@ def start_run(
         pending = files.pending_seeds(cfg.seeds)
         for s in cfg.seeds:  # fail here, not inside a worker or after training
             if s not in pending:
-                seed_result(files, s)
+                try:
+                    seed_result(files, s)
+                except UserError as exc:
+                    if damage is None:
+                        raise
+                    raise UserError(f"{damage}, and it cannot be rebuilt: {exc}") from None
                 continue
             checkpoint = load_checkpoint(files.checkpoint(s))
             if checkpoint is not None:
@@ -536,6 +551,11 @@ def start_run(
                                     "from scratch") from None
                 resumed_from[s] = int(checkpoint["episode"])
                 checkpoints[s] = checkpoint["result"]
+        if damage is not None:  # every seed's file reads: set the damaged file aside, rebuild it
+            with output_errors(files.results_file):
+                kept = files.keep_damaged_results()
+            notes.append(f"{damage}; rebuilding it from the per-seed files (seeds/seed-<s>.joblib), the damaged "
+                         f"file kept as {kept.name}")
     else:
         path, note = claim_run_dir(out, cfg.name, force=force)
         files = RunDir(path)

@@ -14,6 +14,7 @@ A run directory `results/<name>/` holds:
     evaluation-<model>.json   what `dqnrun evaluate` measured of every seed's best (or final)
                               model; evaluation-<model>-seed-<s>.json for one seed's
     checkpoints/seed-<s>.pt   an unfinished seed's resumable state
+    results.joblib.damaged    a damaged results.joblib that `train --resume` set aside and rebuilt
     tb/seed-<s>/              TensorBoard event files (with `logging.tensorboard`)
 """
 
@@ -337,6 +338,26 @@ class RunDir:
         except PermissionError:
             return True
         return True
+
+    def results_damage(self) -> str | None:
+        """What is wrong with results.joblib (truncated, damaged, not a result file), or None
+        when it reads; one written by a newer dqnrun is not damaged (`NewerResults` is raised)."""
+        try:
+            run_from_data(_read_pickle(self.results_file), self.results_file)
+        except NewerResults:
+            raise
+        except UserError as exc:
+            return str(exc)
+        return None
+
+    def keep_damaged_results(self) -> Path:
+        """Rename a damaged results.joblib to the first free results.joblib.damaged(-<k>), so
+        that it can be rebuilt without losing it; returns the new name."""
+        kept, k = self.path / f"{RESULTS_FILE}.damaged", 2
+        while kept.exists() or kept.is_symlink():
+            kept, k = self.path / f"{RESULTS_FILE}.damaged-{k}", k + 1
+        os.rename(self.results_file, kept)
+        return kept
 
     def is_finished(self) -> bool:
         return self.results_file.exists()
@@ -744,6 +765,11 @@ class Run:
         return records
 
 
+class NewerResults(UserError):
+    """A result file of a newer results schema than this dqnrun reads: not damaged, but not for
+    this version to read (or rebuild)."""
+
+
 def _damaged(file: Path, what: str) -> UserError:
     return UserError(f"{file}: damaged: {what}")
 
@@ -827,7 +853,7 @@ def run_from_data(data: Any, file: Path, name: str | None = None) -> Run:
 
     schema = data.get("schema", 0)
     if not isinstance(schema, int) or schema > SCHEMA_VERSION:
-        raise UserError(f"{file} was written by a newer dqnrun (results schema {schema}); upgrade dqnrun to read it")
+        raise NewerResults(f"{file} was written by a newer dqnrun (results schema {schema}); upgrade dqnrun to read it")
     name = data.get("name", name)
     if not isinstance(name, str):
         raise _damaged(file, "name is not a string")
@@ -947,6 +973,15 @@ def load_run(path: str | Path) -> Run:
                     f"finish it with `dqnrun train --resume {path}`"
                 )
             raise UserError(f"{path} is not a dqnrun run: it has no {RESULTS_FILE}")
+        try:
+            return run_from_data(_read_pickle(file), file)
+        except NewerResults:
+            raise
+        except UserError as exc:
+            if run_dir.config_file.is_file() and run_dir.finished_seeds():
+                raise UserError(f"{exc}; `dqnrun train --resume {path}` rebuilds it from the per-seed files "
+                                "(seeds/seed-<s>.joblib)") from None
+            raise
     elif path.is_file():
         file = path
     else:

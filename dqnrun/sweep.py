@@ -463,6 +463,8 @@ def start_sweep(
     if resume is not None:
         sweep_dir = Path(resume)
         if not is_sweep_dir(sweep_dir):
+            if not sweep_dir.exists() and not sweep_dir.is_symlink():
+                raise UserError(f"no such directory: {sweep_dir}")
             if RunDir(sweep_dir).config_file.is_file():
                 raise UserError(f"{sweep_dir} is a run, not a sweep; continue it with `dqnrun train --resume {sweep_dir}`")
             raise UserError(f"{sweep_dir} is not a sweep directory (no {MANIFEST}); "

@@ -229,3 +229,63 @@ def test_a_run_directory_deleted_while_a_checkpoint_is_written_is_reported_as_de
     chunk = ChunkResult(seed=3, status="checkpoint", episode=2, checkpoint=b"x")
     with pytest.raises(Fault, match="was deleted or emptied during training"):
         experiment.save_chunk(run_dir, None, None, chunk)
+
+
+def test_resume_of_a_sweep_or_a_missing_folder_says_what_it_is(tmp_path):
+    """`train --resume` of a sweep points to `sweep --resume` (as `sweep --resume RUN` points to
+    `train --resume`); a folder that does not exist is named as such."""
+    from dqnrun.sweep import MANIFEST, SWEEP_FORMAT
+
+    sweep = tmp_path / "study"
+    sweep.mkdir()
+    (sweep / MANIFEST).write_text(yaml.safe_dump({"format": SWEEP_FORMAT, "points": [
+        {"name": "lr1", "values": {"agent.learning_rate": 1}, "seeds": [1]}]}))
+    result = runner.invoke(app, ["train", "--resume", str(sweep)], env={"COLUMNS": "400"})
+    assert result.exit_code == 2
+    assert result.output == f"error: {sweep} is a sweep, not a run; continue it with `dqnrun sweep --resume {sweep}`\n"
+    for command in ("train", "sweep"):
+        nope = runner.invoke(app, [command, "--resume", str(tmp_path / "nope")], env={"COLUMNS": "400"})
+        assert nope.exit_code == 2 and nope.output == f"error: no such directory: {tmp_path / 'nope'}\n"
+
+
+def test_resume_rebuilds_a_damaged_results_file_from_the_seed_files(trained, tmp_path):
+    """A truncated results.joblib of a finished run: compare says how to repair it, resume
+    rebuilds it from seeds/seed-<s>.joblib (the same numbers) and keeps the damaged file."""
+    import shutil
+
+    run = Path(shutil.copytree(trained / "dqn", tmp_path / "dqn"))
+    original = joblib.load(run / "results.joblib")
+    damaged = (run / "results.joblib").read_bytes()[:500]
+    (run / "results.joblib").write_bytes(damaged)
+
+    compared = runner.invoke(app, ["compare", str(run)], env={"COLUMNS": "400"})
+    assert compared.exit_code == 2
+    assert compared.output == (f"error: {run / 'results.joblib'} is truncated or not a joblib result file; "
+                               f"`dqnrun train --resume {run}` rebuilds it from the per-seed files "
+                               "(seeds/seed-<s>.joblib)\n")
+    resumed = runner.invoke(app, ["train", "--resume", str(run)], env={"COLUMNS": "400"})
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.output.splitlines()[0] == (
+        f"{run / 'results.joblib'} is truncated or not a joblib result file; rebuilding it from the per-seed files "
+        "(seeds/seed-<s>.joblib), the damaged file kept as results.joblib.damaged")
+    assert (run / "results.joblib.damaged").read_bytes() == damaged
+    rebuilt = joblib.load(run / "results.joblib")
+    for key in ("scores", "steps", "losses", "best_score", "best_episode", "mean_score", "seeds", "status"):
+        np.testing.assert_array_equal(rebuilt[key], original[key])
+    assert runner.invoke(app, ["compare", str(run)]).exit_code == 0
+    again = runner.invoke(app, ["train", "--resume", str(run)], env={"COLUMNS": "400"})
+    assert again.exit_code == 2 and "is already complete; nothing to resume" in again.output
+
+
+def test_resume_says_why_a_damaged_results_file_cannot_be_rebuilt(trained, tmp_path):
+    import shutil
+
+    run = Path(shutil.copytree(trained / "dqn", tmp_path / "dqn"))
+    (run / "results.joblib").write_bytes(b"")
+    (run / "seeds" / "seed-4.joblib").write_bytes(b"x")
+    result = runner.invoke(app, ["train", "--resume", str(run)], env={"COLUMNS": "400"})
+    assert result.exit_code == 2
+    assert result.output == (f"error: {run / 'results.joblib'} is truncated or not a joblib result file, and it "
+                             f"cannot be rebuilt: {run / 'seeds' / 'seed-4.joblib'} is truncated or not a joblib "
+                             "result file\n")
+    assert (run / "results.joblib").read_bytes() == b"" and not (run / "results.joblib.damaged").exists()
