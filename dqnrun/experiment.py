@@ -226,7 +226,23 @@ def run_many(
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with run_write(files, files.errors_log):
             log = files.log_error(f"--- {stamp}: {exc}\n{exc.remote}")
-        raise workers.WorkerFault(f"{exc}; the traceback is in {log}; each seed's last checkpoint is kept") from None
+        raise workers.WorkerFault(f"{exc}; the traceback is in {log}; {what_resume_keeps(runs)}") from None
+
+
+def what_resume_keeps(runs: list[SeedsToRun]) -> str:
+    """After a failure, what a resume continues from, in words: every unfinished seed's last
+    checkpoint, or the start for seeds that had not saved one yet (`checkpoint_every`)."""
+    unfinished = [(run, s) for run in runs for s in RunDir(run.run_dir).pending_seeds(run.seeds)]
+    fresh = [(run, s) for run, s in unfinished if not RunDir(run.run_dir).checkpoint(s).exists()]
+    if not fresh:
+        return "each seed's last checkpoint is kept"
+    every = sorted({run.config.checkpoint_every for run, _ in fresh})
+    when = "checkpoints are off" if every == [0] else f"checkpoint_every: {', '.join(map(str, every))} episodes"
+    if len(fresh) == len(unfinished):
+        return f"no unfinished seed had saved a checkpoint yet ({when}), so resuming starts them from the beginning"
+    names = [f"seed {s}" if len(runs) == 1 else f"{run.run_dir.name} seed {s}" for run, s in fresh]
+    return (f"{', '.join(names)} had saved no checkpoint yet ({when}) and restart{'s' if len(fresh) == 1 else ''} "
+            "from the beginning on resume; the other seeds continue from their last checkpoint")
 
 
 def seed_groups(config: Config) -> dict[int, tuple[int, ...]]:

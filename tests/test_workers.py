@@ -136,7 +136,8 @@ def test_a_crash_in_a_users_env_is_one_line_with_the_traceback_in_the_run_and_re
     assert failed.exit_code == 1
     assert " ".join(failed.output.split()).endswith(  # one line, however the terminal wraps it
         f"seed 3 failed: RuntimeError: the simulator exploded; the traceback is in {run / 'errors.log'}; "
-        f"each seed's last checkpoint is kept; continue with `dqnrun train --resume {run}`")
+        f"seed 4 had saved no checkpoint yet (checkpoint_every: 2 episodes) and restarts from the beginning on "
+        f"resume; the other seeds continue from their last checkpoint; continue with `dqnrun train --resume {run}`")
     assert "Traceback" not in failed.output
     log = (run / "errors.log").read_text()
     assert log.startswith("--- ") and ": seed 3 failed: RuntimeError: the simulator exploded\nTraceback" in log
@@ -150,6 +151,32 @@ def test_a_crash_in_a_users_env_is_one_line_with_the_traceback_in_the_run_and_re
     for key in ("scores", "train_returns", "steps", "losses", "epsilons", "best_score", "best_episode"):
         np.testing.assert_array_equal(a[key], b[key])
 
+
+
+def test_a_crash_before_any_checkpoint_says_resume_starts_from_the_beginning(tmp_path, monkeypatch):
+    """A custom env that raises in `step` before the first checkpoint (checkpoint_every 25):
+    the line does not promise checkpoints that were never written."""
+    import yaml
+    from custom_envs import Crashing
+    from typer.testing import CliRunner
+
+    from dqnrun.cli import app
+
+    raw = {**TINY_RAW, "env": "custom_envs:dqnrun-test/Crashing-v0", "env_kwargs": {"length": 5},
+           "eval_episodes": 0, "name": "run"}
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    monkeypatch.setattr(Crashing, "steps", 0)
+    monkeypatch.setattr(Crashing, "crash_after", 3)
+    failed = CliRunner().invoke(app, ["train", str(config), "--out", str(tmp_path), "--jobs", "1"],
+                                env={"COLUMNS": "400"})
+    run = tmp_path / "run"
+    assert failed.exit_code == 1
+    assert " ".join(failed.output.split()).endswith(
+        f"seed 3 failed: RuntimeError: the simulator exploded; the traceback is in {run / 'errors.log'}; "
+        "no unfinished seed had saved a checkpoint yet (checkpoint_every: 25 episodes), so resuming starts them "
+        f"from the beginning; continue with `dqnrun train --resume {run}`")
+    assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
 
 def sigint_state(pid="self"):
     """(blocked, ignored) for SIGINT in a process's main thread, from /proc."""
