@@ -38,7 +38,7 @@ def train(
     config: "str | Path | dict[str, Any] | Config",
     *,
     overrides: Sequence[str] = (),
-    seeds: Sequence[int] | None = None,
+    seeds: Sequence[int] | str | None = None,
     out: str | Path = "results",
     name: str | None = None,
     jobs: int | None = None,
@@ -50,7 +50,8 @@ def train(
 
     `config` is a YAML path, a plain dict (the YAML's structure; the variant's preset fills the
     agent switches it leaves out) or a `Config` (taken as it is); `overrides` are
-    `"dotted.key=value"` strings as for `--set`; `seeds` and `name` replace the config's. The run
+    `"dotted.key=value"` strings as for `--set`; `seeds` (integers, or a string as for `--seeds`:
+    "1-5") and `name` replace the config's. The run
     goes to `out/<name>` (`out/<name>-2` if that exists). `jobs` seeds train at once (default:
     as many as cores and seeds allow); `device` is auto, cpu, cuda or mps. `on_event` receives
     each trainer event (`EpisodeEnd` after every episode, `SeedEnd` per seed) in this process.
@@ -61,15 +62,29 @@ def train(
     """
     from dqnrun import experiment
 
-    extra = list(overrides)
+    extra = [overrides] if isinstance(overrides, str) else list(overrides)
     if seeds is not None:
-        extra.append(f"seeds=[{', '.join(str(int(s)) for s in seeds)}]")
+        extra.append(f"seeds=[{', '.join(map(str, _seed_list(seeds)))}]")
     run_plan = experiment.start_run(config, overrides=extra, out=out, jobs=jobs, device=device,
                                     scheduler=scheduler, name=name)
     outcome = experiment.execute(run_plan, on_event)
     if outcome.run is None:
         raise KeyboardInterrupt(f"interrupted; continue with `dqnrun train --resume {outcome.run_dir}`")
     return outcome.run
+
+
+def _seed_list(seeds: "Sequence[int] | str") -> list[int]:
+    """`seeds` as given to `train`: integers, or a string as for --seeds ("1-5", "1,2,3")."""
+    from dqnrun.config import parse_seeds
+
+    if isinstance(seeds, str):
+        return parse_seeds(seeds, option="seeds")
+    out = []
+    for s in seeds:
+        if isinstance(s, bool) or not hasattr(s, "__index__"):
+            raise UserError(f"seeds: {s!r} is not an integer; pass integers, e.g. seeds=[1, 2, 3], or seeds='1-3'")
+        out.append(int(s))
+    return out
 
 
 def load_policy(run_or_model_path: str | Path, seed: int | None = None, which: str = "best") -> "Policy":

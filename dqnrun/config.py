@@ -260,10 +260,37 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = (), name: st
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a config is a YAML mapping of keys, not a {type(raw).__name__}")
     raw.setdefault("name", path.stem)
-    raw = apply_overrides(raw, overrides)
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    changes = [(f"with {item}", [item], None) for item in overrides]
     if name is not None:
-        raw["name"] = name
-    return config_from_dict(raw, source=str(path))
+        changes.append((f"with name {name!r}", [], name))
+    try:
+        return config_from_dict(_changed(raw, changes), source=str(path))
+    except UserError as exc:
+        problem = str(exc)[len(str(path)):] if str(exc).startswith(str(path)) else None
+        if not changes or problem is None:
+            raise
+        # Blame what broke a valid file rather than the file: the first change after which the
+        # config fails, or the changes together when that change's failure is another.
+        for i in range(len(changes) + 1):
+            try:
+                config_from_dict(_changed(raw, changes[:i]), source=str(path))
+            except UserError as first:
+                if i == 0:
+                    raise exc from None
+                culprit = changes[i - 1][0] if str(first) == str(exc) else "with its overrides"
+                raise UserError(f"{path} {culprit}{problem}") from None
+        raise
+
+
+def _changed(raw: dict[str, Any], changes: list[tuple[str, list[str], str | None]]) -> dict[str, Any]:
+    """`raw` with each change's overrides applied, and its name if it sets one."""
+    out = apply_overrides(raw, [item for _, items, _ in changes for item in items])
+    for _, _, name in changes:
+        if name is not None:
+            out["name"] = name
+    return out
 
 
 def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
@@ -331,7 +358,9 @@ def _type_name(tp: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+        plural = {int: "integers", float: "numbers", bool: "true/false values", str: "strings"}
+        item = typing.get_args(tp)[0]
+        return f"a list of {plural.get(item) or _type_name(item)}"
     if dataclasses.is_dataclass(tp) or origin is dict:
         return "a section (mapping)"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
@@ -561,9 +590,10 @@ def _validate(c: Config, source: str) -> None:
 
 
 def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
-    """Seeds from `1,2,3`, ranges `1-10` (inclusive) or both, `1-3,7`; in the order given."""
+    """Seeds from `1,2,3`, ranges `1-10` (inclusive) or both, `1-3,7`; in the order given.
+    Spaces separate seeds as commas do (`1 2 3`); around a range's dash they are ignored (`1 - 3`)."""
     seeds: list[int] = []
-    for part in text.replace(" ", "").split(","):
+    for part in re.split(r"[,\s]+", re.sub(r"\s*-\s*", "-", text.strip())):
         if not part:
             continue
         first, dash, last = part.partition("-")

@@ -76,6 +76,23 @@ def test_train_rejects_what_is_not_a_config(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("seeds, message", [
+    ([1, "2"], "seeds: '2' is not an integer"),
+    ([1.5], "seeds: 1.5 is not an integer"),
+    ("1,x", "seeds '1,x': expected integers and ranges"),
+])
+def test_train_rejects_bad_seeds_as_a_user_error(tmp_path, seeds, message):
+    with pytest.raises(dqnrun.UserError, match=re.escape(message)):
+        dqnrun.train(dict(TINY_RAW), seeds=seeds, out=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_seeds_may_be_given_as_for_the_command_line():
+    assert dqnrun._seed_list("1-3, 7") == [1, 2, 3, 7]
+    assert dqnrun._seed_list("3 4") == [3, 4]
+    assert dqnrun._seed_list((np.int64(5), 6)) == [5, 6]
+
+
 def test_load_policy_acts_on_one_observation_or_a_batch(trained):
     policy = dqnrun.load_policy(trained / "dqn", seed=3)
     assert isinstance(policy, dqnrun.Policy) and policy.seed == 3 and policy.which == "best"

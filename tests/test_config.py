@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from dqnrun.config import (
+    parse_seeds,
     PRESETS,
     Config,
     apply_overrides,
@@ -202,3 +203,58 @@ def test_warns_when_eval_every_steps_exceeds_max_steps():
     assert config_warnings(config) == [
         "eval_every_steps 25,000 > max_steps 300: no evaluation will run; the best model is never saved"]
     assert config_warnings(config_from_dict({"variant": "dqn", "eval_every_steps": 300, "max_steps": 300})) == []
+
+
+@pytest.mark.parametrize("text, seeds", [
+    ("1,2,3", [1, 2, 3]),
+    ("1-3,7", [1, 2, 3, 7]),
+    ("3 4", [3, 4]),                 # spaces separate seeds as commas do: never "34"
+    ("1, 2 ,3", [1, 2, 3]),
+    ("1 - 3, 10", [1, 2, 3, 10]),    # spaces around a range's dash
+    (" 12 ", [12]),
+])
+def test_seed_lists(text, seeds):
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1 2 1", "seed 1 appears twice"),
+    ("1 x", "expected integers and ranges"),
+    ("3-1", "the range 3-1 is empty"),
+    ("", "needs at least one seed"),
+])
+def test_bad_seed_lists(text, message):
+    with pytest.raises(UserError, match=message):
+        parse_seeds(text)
+
+
+def test_a_list_key_of_the_wrong_type_names_the_items_in_the_plural(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("variant: dqn\nseeds: {a: 1}\n")
+    with pytest.raises(UserError, match="seeds must be a list of integers"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("overrides, name, message", [
+    (["agent.lerning_rate=0.1"], None, "with agent.lerning_rate=0.1: unknown key 'agent.lerning_rate'"),
+    (["window=3", "agent.learning_rate=abc"], None,
+     "with agent.learning_rate=abc: agent.learning_rate must be a number, got 'abc'"),
+    ("episodes=0", None, "with episodes=0: episodes must be >= 1, got 0"),   # one override as a string
+    ([], "a/b", "with name 'a/b': name 'a/b' must be a plain directory name"),
+    # The first change fails otherwise than the two together: the changes are blamed together.
+    (["agent.memory_size=10", "agent.batch_size=20"], None,
+     "with its overrides: agent.batch_size (20) is larger than agent.memory_size (10)"),
+])
+def test_an_override_that_breaks_a_valid_file_is_named_not_the_file(tmp_path, overrides, name, message):
+    path = tmp_path / "c.yaml"
+    path.write_text("variant: ddqn\nagent: {memory_start_size: 5}\n")
+    with pytest.raises(UserError) as info:
+        load_config(path, overrides, name=name)
+    assert str(info.value).startswith(f"{path} {message}")
+
+
+def test_a_broken_file_is_blamed_even_with_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("variant: ddqn\nepisodes: 0\n")
+    with pytest.raises(UserError, match=r"c\.yaml: episodes must be >= 1, got 0$"):
+        load_config(path, ["window=3"])
