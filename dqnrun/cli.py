@@ -825,6 +825,8 @@ def watch(
         raise UserError(f"--fps must be >= 1, got {fps}")
     if not 0 < scale <= 4:
         raise UserError(f"--scale must be in (0, 4], got {scale}")
+    if env_seed < 0:
+        raise UserError(f"--env-seed must be >= 0, got {env_seed}")
     if record is not None:
         check_record_path(record)
         output_path(record, force)
@@ -883,6 +885,8 @@ def evaluate(
     if episodes > MAX_EVALUATE:
         raise UserError(f"--episodes must be <= {MAX_EVALUATE:,} (run it again with another --env-seed for more), "
                         f"got {episodes:,}")
+    if env_seed < 0:
+        raise UserError(f"--env-seed must be >= 0, got {env_seed}")
     if model not in MODEL_KINDS:
         raise UserError(f"--model {model!r}: expected best or final")
     loaded = policies(run, seed, model)

@@ -185,6 +185,8 @@ CASES = [
     (["evaluate", "{tmp}/corrupt"], "is truncated or not a dqnrun model file"),
     (["evaluate", "{tmp}/mismatch"], "was trained for 3 observations and 2 actions, but CartPole-v1 has 4 and 2"),
     (["evaluate", "{runs}/dqn", "-n", "0"], "--episodes must be >= 1"),
+    (["evaluate", "{runs}/dqn", "--env-seed", "-1"], "--env-seed must be >= 0, got -1"),
+    (["watch", "{runs}/dqn", "--record", "{tmp}/x.gif", "--env-seed", "-5"], "--env-seed must be >= 0, got -5"),
 ]
 
 
