@@ -74,7 +74,8 @@ class _Group(_OneLineUsageErrors, typer.core.TyperGroup):
 class _Program(typer.Typer):
     """The Typer app; run as a program, it ends as soon as an interrupted command has said so:
     every file is then written and closed, and the interpreter's own clean-up of torch,
-    matplotlib and friends would add seconds on a busy machine. (Tests call the command
+    matplotlib and friends would add seconds on a busy machine. Once any other command has
+    ended, Ctrl-C is ignored while the interpreter shuts down. (Tests call the command
     through click, not this.)"""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -88,6 +89,12 @@ class _Program(typer.Typer):
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(EXIT_INTERRUPTED)
+            # The command has finished and said so: a Ctrl-C from here on would only break the
+            # interpreter's shutdown (a traceback from an exit hook, or a death by signal that
+            # reads as a failure).
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             raise
 
 

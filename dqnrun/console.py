@@ -26,10 +26,66 @@ def _width(stream) -> int | None:
     return 200 if piped else None
 
 
+def _stdout():
+    """sys.stdout now (a redirect or a test runner's capture is followed), unwrapped from the
+    proxy that rich's live display puts there, as rich's own Console.file does."""
+    import sys
+
+    return getattr(sys.stdout, "rich_proxied_file", sys.stdout)
+
+
+class _Stdout:
+    """Standard output that goes quiet when its reader has gone: `dqnrun train ... | head -3`
+    goes on training once head exits, says so once on stderr, and writes nothing more to
+    standard output, instead of dying on the closed pipe with the run half made."""
+
+    def __init__(self) -> None:
+        self.reader_gone = False
+
+    @property
+    def encoding(self) -> str:
+        return getattr(_stdout(), "encoding", None) or "utf-8"
+
+    def isatty(self) -> bool:
+        return bool(getattr(_stdout(), "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        return _stdout().fileno()
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                _stdout().write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                _stdout().flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self) -> None:
+        import os
+        import sys
+
+        self.reader_gone = True
+        try:  # what Python flushes at exit goes nowhere instead of failing (Python's signal docs)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, _stdout().fileno())
+        except (OSError, ValueError, AttributeError):  # no file descriptor: a captured stream
+            pass
+        print("dqnrun: standard output was closed; going on without printing to it", file=sys.stderr)
+
+
 def _console(stderr: bool = False) -> Console:
     import sys
 
-    return Console(stderr=stderr, width=_width(sys.stderr if stderr else sys.stdout))
+    if stderr:
+        return Console(stderr=True, width=_width(sys.stderr))
+    return Console(file=_Stdout(), width=_width(sys.stdout))
 
 
 console = _console()

@@ -293,3 +293,69 @@ def test_the_first_line_gives_each_seeds_budget_in_episodes_or_env_steps(tiny_co
     steps = runner.invoke(app, ["train", str(config), "--seeds", "3", "--out", str(tmp_path), "--name", "s",
                                 "--set", "max_steps=50", "--jobs", "1"], env={"COLUMNS": "200"})
     assert steps.exit_code == 0 and "seeds [3], 50 env steps each, device cpu" in steps.output  # max_steps binds
+
+
+def test_train_goes_on_when_its_standard_output_is_closed(tiny_config, tmp_path):
+    """`dqnrun train ... | head -1`: once the reader has gone, the run still trains to the end and
+    is saved; one line on stderr says that standard output was closed."""
+    import subprocess
+    import sys
+
+    from dqnrun.results import load_run
+
+    child = subprocess.Popen([sys.executable, "-m", "dqnrun", "train", str(tiny_config()), "--out", str(tmp_path),
+                              "--seeds", "1,2", "--jobs", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child.stdout.close()  # the reader is gone before the first line
+    stderr = child.stderr.read()
+    assert child.wait(timeout=300) == 0, stderr
+    assert stderr.strip() == "dqnrun: standard output was closed; going on without printing to it"
+    run = load_run(tmp_path / "tiny")
+    assert run.seeds == (1, 2) and run.scores.shape[0] == 2
+
+
+def test_console_output_to_a_closed_pipe_is_dropped_after_one_note(monkeypatch, capsys):
+    from dqnrun.console import _Stdout
+
+    class ClosedPipe:
+        writes = 0
+
+        def write(self, text):
+            ClosedPipe.writes += 1
+            raise BrokenPipeError
+
+        def flush(self):
+            raise BrokenPipeError
+
+    stream = _Stdout()
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert stream.write("first line\n") == len("first line\n")
+    stream.write("second line\n")
+    stream.flush()
+    assert ClosedPipe.writes == 1 and stream.reader_gone
+    assert capsys.readouterr().err == "dqnrun: standard output was closed; going on without printing to it\n"
+
+
+@pytest.mark.parametrize("delay", [0.005, 0.05])
+def test_ctrl_c_after_the_run_is_saved_is_no_traceback_and_no_death_by_signal(tiny_config, tmp_path, delay):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-m", "dqnrun", "train", str(tiny_config()), "--out", str(tmp_path),
+                              "--seeds", "1", "--jobs", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in child.stdout:
+        if line.startswith("saved"):
+            break
+    time.sleep(delay)  # the interpreter is shutting down: torch's and matplotlib's exit hooks
+    child.send_signal(signal.SIGINT)
+    child.stdout.read()
+    stderr = child.stderr.read()
+    code = child.wait(timeout=120)
+    assert "Traceback" not in stderr and code != -signal.SIGINT, (code, stderr)
+    assert code == 0 or (code == 130 and stderr.strip() == "interrupted"), (code, stderr)
+    assert (tmp_path / "tiny" / "results.joblib").is_file()
