@@ -114,7 +114,10 @@ class Summary:
     lecture: bool
     diverged: int = 0  # seeds stopped by a non-finite loss or Q-value
     path: str = ""
-    run_episodes: int = 0  # episodes in the run (more than `episodes` when cut to a shorter run)
+    run_episodes: int = 0  # episodes of the run's longest seed (more than `episodes` when cut)
+    # The fewest and most episodes a seed has within those compared: they differ when the seeds
+    # ran to an env-step budget (max_steps), each ending after its own number of episodes.
+    seed_episodes: tuple[int, int] = (0, 0)
     window: int = LECTURE_WINDOW  # the smoothing window used
     p_improvement: float = math.nan  # P(this run > the baseline), same environment only
     normalised: float = math.nan  # mean over seeds of the normalised final score
@@ -469,6 +472,7 @@ def summarize(run: Run, last: int | None, length: int | None = None, threshold: 
         )
     scores = run.scores[:, :length] if length else run.scores
     finals = final_scores(scores, last)
+    per_seed = (~np.isnan(scores)).sum(axis=1)
     smoothed = per_seed_smoothed(run, length)
     threshold = threshold if threshold is not None else run.reward_threshold
     reached = (
@@ -489,7 +493,8 @@ def summarize(run: Run, last: int | None, length: int | None = None, threshold: 
         auc=float(smoothed.mean()) if smoothed.size else math.nan,
         env_steps=float(np.mean(end_steps)), wall_time=float(np.mean(run.wall_time)), lecture=False,
         diverged=sum(status == "diverged" for status in run.status),
-        path=str(run.run_dir), run_episodes=total, window=window, kind=score_kind(run), last=last,
+        path=str(run.run_dir), run_episodes=int(np.max(run.episodes)), window=window, kind=score_kind(run),
+        last=last, seed_episodes=(int(per_seed.min()), int(per_seed.max())) if len(per_seed) else (n, n),
     )
 
 
@@ -648,6 +653,10 @@ def compare_runs(runs: Sequence[Run], last: int | None = None, baseline: int = 0
             row.env_id = env_of[i] if len(known) == 1 else "?"
         else:
             add_evaluation(row, run, notes)
+        lo, hi = row.seed_episodes
+        if row.kind != STEP_EVAL and lo != hi:
+            notes.append(f"{labels[i]}: its seeds ran {lo} to {hi} episodes (an env-step budget); each seed's "
+                         f"final is the mean of its own last {row.last} scores")
         rows.append(row)
     base = rows[baseline] if rows else None
     if base is not None and base.final_per_seed is not None:

@@ -139,7 +139,8 @@ def columns(comparison: Comparison, wide: bool, short: bool = True) -> list[Colu
         cols.append(Column("env", lambda s: s.env_id, numeric=False))
     cols += [
         Column("seeds", seeds_cell, wide_only=not any(s.diverged for s in rows), drop=5),
-        Column("episodes", episodes_cell, wide_only=not any(s.episodes != s.run_episodes for s in rows), drop=4),
+        Column("episodes", episodes_cell, drop=4,
+               wide_only=not any(s.episodes != s.run_episodes or len(set(s.seed_episodes)) > 1 for s in rows)),
         Column("final", lambda s: num(s.final_mean)),
         Column("95% CI", ci_cell, drop=6),
         Column("IQM", lambda s: num(s.iqm), drop=1),
@@ -189,7 +190,11 @@ def seeds_cell(s: Summary) -> str:
 
 
 def episodes_cell(s: Summary) -> str:
-    return str(s.episodes) if s.episodes == s.run_episodes else f"{s.episodes} of {s.run_episodes}"
+    """Episodes compared: `60-65` where the seeds ended after different numbers of episodes,
+    `50 of 250` where the run was cut to a shorter one."""
+    lo, hi = s.seed_episodes
+    compared = f"{lo}-{hi}" if lo < hi else str(s.episodes)
+    return compared if s.episodes >= s.run_episodes else f"{compared} of {s.run_episodes}"
 
 
 def ci_cell(s: Summary) -> str:

@@ -317,3 +317,25 @@ def test_at_80_columns_no_column_of_dashes_and_no_copy_of_the_run_name(trained, 
     header = next(line for line in result.output.splitlines() if line.split()[:1] == ["run"]).split()
     assert "config" not in header and "P(>" not in result.output
     assert max(len(line) for line in result.output.splitlines()) <= 80, result.output
+
+
+def test_a_run_whose_seeds_ended_after_different_episodes_shows_the_range_and_says_so(trained, tmp_path):
+    """An env-step budget ends each seed after its own number of episodes (6 and 4 here)."""
+    path = tmp_path / "budget"
+    shutil.copytree(trained / "dqn", path)
+    data = joblib.load(path / "results.joblib")
+    for key in ("scores", "steps", "train_returns", "epsilons", "losses"):
+        data[key] = np.array(data[key], dtype=float)
+        data[key][1, 4:] = np.nan
+    data["episodes"] = np.array([6, 4] + list(data["episodes"][2:]))
+    joblib.dump(data, path / "results.joblib")
+    result = invoke("compare", str(path), "--wide")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.strip().startswith("budget"))
+    assert " 4-6 " in row and " of " not in row
+    assert "budget: its seeds ran 4 to 6 episodes (an env-step budget)" in result.output
+    finals = final_scores(data["scores"], 1)
+    assert finals[1] == data["scores"][1, 3]  # seed 2's final is its own last score
+    rows = csv_rows(invoke("compare", str(path), "--format", "csv", "--last", "1"))
+    assert float(rows[0]["final"]) == pytest.approx(finals.mean(), abs=1e-4)
+    assert rows[0]["episodes"] == "6" and rows[0]["run_episodes"] == "6"
