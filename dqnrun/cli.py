@@ -780,8 +780,9 @@ def list_runs(
         status = "lecture file" if run.is_lecture else (
             "complete" if all(x == "complete" for x in run.status)
             else ", ".join(f"{seed}: {x}" for seed, x in zip(run.seeds, run.status) if x != "complete"))
-        add_row((run.name, s.variant, s.env_id, "-" if s.n_seeds is None else str(s.n_seeds),
-                 str(s.episodes), created, final, status))
+        # A run is named by its folder, as `compare` labels it: a copy keeps the name stored inside.
+        add_row((path.name if path.is_dir() else run.name, s.variant, s.env_id,
+                 "-" if s.n_seeds is None else str(s.n_seeds), str(s.episodes), created, final, status))
     for path in sweeps:  # a study: one row, its points listed by `dqnrun list` of its directory
         try:
             points = f"{len(load_manifest(path).points)} points"
@@ -789,6 +790,12 @@ def list_runs(
             add_row((f"{path.name}/", "sweep", "?", "?", "?", "-", "-", f"unreadable: {exc}"))
             continue
         add_row((f"{path.name}/", "sweep", "-", "-", "-", "-", "-", f"{points}: dqnrun list {path}"))
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                       and p not in found and p not in sweeps):
+        inside = find_runs(path) + find_sweeps(path)  # a plain folder of runs, one level down
+        if inside:
+            add_row((f"{path.name}/", "folder", "-", "-", "-", "-", "-",
+                     f"{len(inside)} run{'s' if len(inside) > 1 else ''}: dqnrun list {path}"))
     table, hidden = runs_table(str(root), rows, console.width)
     console.print(table)
     if hidden:

@@ -195,6 +195,17 @@ def test_list_shows_every_run(trained):
     assert result.output.count("complete") == 2
 
 
+def test_list_names_runs_by_their_folder_and_shows_folders_of_runs(trained, tmp_path):
+    shutil.copytree(trained / "dqn", tmp_path / "copy-of-dqn")         # its results file still says "dqn"
+    shutil.copytree(trained / "per", tmp_path / "more" / "per")       # a plain folder holding a run
+    (tmp_path / "empty").mkdir()
+    result = invoke("list", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    names = [line.split()[0] for line in result.output.splitlines()[4:] if line.strip()]
+    assert names == ["copy-of-dqn", "more/"], result.output
+    assert f"1 run: dqnrun list {tmp_path / 'more'}" in result.output
+
+
 @pytest.fixture(scope="module")
 def stepped(tmp_path_factory):
     """A tiny run evaluated every 20 env steps (2 greedy episodes each), 2 seeds x 6 episodes."""
