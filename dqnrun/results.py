@@ -1005,7 +1005,9 @@ def resolve_runs(args: list[str], root: str | Path = "results") -> list[Path]:
             matches = sorted(Path(m) for m in glob.glob(arg))
             if not matches:
                 raise UserError(f"no runs match {arg!r}")
-            paths += [m for m in matches if m.is_file() or RunDir(m).is_finished()] or matches
+            # Runs and result files only: `results/*` also matches the figures saved beside them.
+            runs = [m for m in matches if (m.is_file() and m.suffix == ".joblib") or RunDir(m).is_finished()]
+            paths += runs or matches
         else:
             p = Path(arg)
             if not p.exists():

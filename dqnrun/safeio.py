@@ -293,6 +293,9 @@ def load_joblib(path: str | Path, max_bytes: int = MAX_RESULT_BYTES) -> Any:
         except (MemoryError, RecursionError):
             raise UserError(f"{path}: not a dqnrun result file, or unsafe (it is too large to load)") from None
         except Exception:
+            if path.suffix != ".joblib":  # README.md, a figure, a config: not damaged, just not a result
+                raise UserError(f"{path} is not a dqnrun result file: name a run directory or a .joblib "
+                                "result file") from None
             raise UserError(f"{path} is truncated or not a joblib result file") from None
 
 

@@ -171,7 +171,7 @@ CASES = [
     (["compare", "--root", "{tmp}/nomodels"], "no runs under"),
     (["compare", "{runs}/dqn", "--format", "xml"], "--format 'xml'"),
     (["plot", "{tmp}/nowhere"], "no such run"),
-    (["plot", "{tmp}/good.yaml"], "is truncated or not a joblib result file"),
+    (["plot", "{tmp}/good.yaml"], "good.yaml is not a dqnrun result file: name a run directory or a .joblib"),
     (["plot", "{runs}/dqn", "-o", "{tmp}/fig.jpg"], "use a .png, .svg or .pdf"),
     (["plot", "{runs}/dqn", "--x", "time"], "--x 'time'"),
     (["list", "{tmp}/nowhere"], "no such directory"),

@@ -350,3 +350,15 @@ def test_a_run_whose_seeds_ended_after_different_episodes_shows_the_range_and_sa
     rows = csv_rows(invoke("compare", str(path), "--format", "csv", "--last", "1"))
     assert float(rows[0]["final"]) == pytest.approx(finals.mean(), abs=1e-4)
     assert rows[0]["episodes"] == "6" and rows[0]["run_episodes"] == "6"
+
+
+def test_a_glob_takes_the_runs_and_result_files_not_the_figures_beside_them(trained, tmp_path):
+    from dqnrun.results import resolve_runs
+
+    shutil.copytree(trained, tmp_path / "results")
+    (tmp_path / "results" / "curves.png").write_bytes(b"\x89PNG")
+    (tmp_path / "results" / "notes.md").write_text("# notes")
+    found = resolve_runs([str(tmp_path / "results" / "*")])
+    assert [p.name for p in found] == ["dqn", "nfq_results.joblib", "per"]
+    result = invoke("compare", str(tmp_path / "results" / "*"))
+    assert result.exit_code == 0, result.output
