@@ -685,6 +685,10 @@ def compare(
     labels = run_labels(loaded)
     comparison = compare_runs(loaded, last, find_baseline(baseline, loaded, labels), norms)
     notes += comparison.notes
+    absent = sorted(set(norms) - set(comparison.envs))
+    if absent:
+        raise UserError(f"--norm {absent[0]}: no compared run is on {absent[0]} "
+                        f"(their environments: {', '.join(comparison.envs) or 'unknown'})")
     if profile is not None and not comparison.aggregates:
         raise UserError("--profile needs runs on at least two environments with a normalisation")
     if any(s.lecture for s in comparison.rows):

@@ -658,6 +658,11 @@ def compare_runs(runs: Sequence[Run], last: int | None = None, baseline: int = 0
             notes.append(f"{labels[i]}: its seeds ran {lo} to {hi} episodes (an env-step budget); each seed's "
                          f"final is the mean of its own last {row.last} scores")
         rows.append(row)
+    if last is not None:
+        over = [r.name for r in rows if not r.lecture and r.kind != STEP_EVAL and last > r.episodes]
+        if over:
+            notes.append(f"--last {last} is more than the episodes compared for {', '.join(over)}: "
+                         "their final is the mean of all their scores")
     base = rows[baseline] if rows else None
     if base is not None and base.final_per_seed is not None:
         for row in rows:

@@ -362,3 +362,18 @@ def test_a_glob_takes_the_runs_and_result_files_not_the_figures_beside_them(trai
     assert [p.name for p in found] == ["dqn", "nfq_results.joblib", "per"]
     result = invoke("compare", str(tmp_path / "results" / "*"))
     assert result.exit_code == 0, result.output
+
+
+def test_a_norm_for_an_environment_not_compared_is_refused(trained):
+    result = invoke("compare", str(trained / "dqn"), "--norm", "Cartpole-v1=0:500")
+    assert result.exit_code == 2
+    assert result.output.strip() == ("error: --norm Cartpole-v1: no compared run is on Cartpole-v1 "
+                                     "(their environments: CartPole-v1)")
+
+
+def test_last_beyond_the_episodes_compared_says_the_final_is_over_all_of_them(trained):
+    result = invoke("compare", str(trained / "dqn"), "--last", "1000", "--format", "csv")
+    assert result.exit_code == 0
+    assert "--last 1000 is more than the episodes compared for dqn: their final is the mean of all" in result.stderr
+    scores = joblib.load(trained / "dqn" / "results.joblib")["scores"]
+    assert float(csv_rows(result)[0]["final"]) == pytest.approx(np.nanmean(scores, axis=1).mean(), abs=1e-4)
