@@ -106,6 +106,13 @@ def fmt_score(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.1f}"
 
 
+def fmt_best(score: float, episode: int, template: str = "best {score} at episode {episode}") -> str:
+    """The best evaluation so far, or "best -" before any (no episode to name)."""
+    if score is None or not math.isfinite(score):
+        return "best -"
+    return template.format(score=fmt_score(score), episode=episode)
+
+
 def fmt_seconds(s: float) -> str:
     s = float(s)
     return f"{s:.1f}s" if s < 60 else f"{int(s // 60)}m{int(s % 60):02d}s"
@@ -253,7 +260,7 @@ class LiveTraining:
                 self.out.print(f"seed {event.seed}: {event.status} {where}")
                 return
             self.out.print(f"seed {event.seed}: {event.status} after {row.episode} episode{'' if row.episode == 1 else 's'}, "
-                           f"{row.steps:,} env steps, best {fmt_score(row.best)} at episode {row.best_episode}"
+                           f"{row.steps:,} env steps, {fmt_best(row.best, row.best_episode)}"
                            + (f" ({event.message})" if event.message and event.status != "complete" else ""))
         elif isinstance(event, EpisodeEnd) and (event.episode % 50 == 0 or event.episode == event.episodes):
             row = self.display.rows[event.seed]
@@ -261,7 +268,7 @@ class LiveTraining:
             eta = self.display.eta()
             self.out.print(f"seed {event.seed}: episode {event.episode}/{event.episodes}, "
                            f"{event.steps:,} steps, score {fmt_score(event.score)}, "
-                           f"best {fmt_score(event.best_score)} ({event.best_episode}){rate}"
+                           f"{fmt_best(event.best_score, event.best_episode, 'best {score} ({episode})')}{rate}"
                            + (f", run ETA {fmt_eta(eta)}" if math.isfinite(eta) and eta > 0 else ""))
 
 
@@ -282,7 +289,8 @@ def seed_summary(run: Run) -> Table:
         if status == "diverged":
             status = f"diverged at {run.diverged[i]}"
         table.add_row(
-            str(seed), fmt_score(float(run.best_score[i])), str(int(run.best_episode[i])),
+            str(seed), fmt_score(float(run.best_score[i])),
+            str(int(run.best_episode[i])) if math.isfinite(run.best_score[i]) else "-",
             fmt_score(float(smoothed[-1])) if len(smoothed) else "-",
             f"{int(run.steps[i][n - 1]):,}" if n else "0",
             fmt_seconds(run.wall_time[i]), status,

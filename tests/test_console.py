@@ -161,3 +161,18 @@ def test_a_point_evaluated_every_n_steps_reports_its_evaluations_not_its_trainin
         live.handle("acro", SeedEnd(1, "complete"))
     assert out.getvalue().strip() == ("acro: seed 1 complete after 3 episodes, last evaluation -90.5 at 1,000 env "
                                       "steps, best -90.5 (1/2 seeds done)")
+
+
+def test_before_any_evaluation_the_best_is_a_dash_with_no_episode():
+    out = Console(width=200, record=True, force_terminal=False)
+    display = TrainingDisplay("t", seeds=[1, 2], episodes=50, max_steps=600)
+    with LiveTraining(display, out) as live:
+        live.handle(EpisodeEnd(1, 50, 50, 600, math.nan, math.nan, 0, -120.0, 0.9, wall_time=1.0))
+        live.handle(SeedEnd(1, "complete"))
+        live.handle(EpisodeEnd(2, 50, 50, 600, 10.0, 12.5, 40, -120.0, 0.9, wall_time=1.0))
+        live.handle(SeedEnd(2, "complete"))
+    text = out.export_text()
+    assert "seed 1: episode 50/50, 600 steps, score -, best -, " in text
+    assert "seed 1: complete after 50 episodes, 600 env steps, best -\n" in text
+    assert "seed 2: episode 50/50, 600 steps, score 10.0, best 12.5 (40), " in text
+    assert "seed 2: complete after 50 episodes, 600 env steps, best 12.5 at episode 40\n" in text
