@@ -101,7 +101,7 @@ class _Program(typer.Typer):
 app = _Program(
     cls=_Group,
     name="dqnrun",
-    help="Run value-based deep RL experiments: DQN, Double DQN, Prioritized Replay, Dueling.",
+    help="Run value-based deep RL experiments: DQN and the Rainbow components (Double DQN, prioritized replay, dueling, n-step returns, C51, NoisyNet).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -127,7 +127,7 @@ def _version(value: bool) -> None:
 def main_options(
     version: bool = typer.Option(False, "--version", metavar="", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    """Run value-based deep RL experiments: DQN, Double DQN, Prioritized Replay, Dueling."""
+    """Run value-based deep RL experiments: DQN and the Rainbow components (Double DQN, prioritized replay, dueling, n-step returns, C51, NoisyNet)."""
 
 
 
@@ -725,7 +725,7 @@ def compare(
 @app.command("list")
 @user_errors
 def list_runs(
-    root: Path = typer.Argument(Path("results"), metavar="[DIR]", help="Directory of runs (default: results)."),
+    root: Path = typer.Argument(Path("results"), metavar="DIR", help="Directory of runs (default: results)."),
 ) -> None:
     """List saved runs: name, variant, environment, seeds, episodes, created, final score, status.
 

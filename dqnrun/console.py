@@ -261,7 +261,9 @@ class LiveTraining:
                 return
             self.out.print(f"seed {event.seed}: {event.status} after {row.episode} episode{'' if row.episode == 1 else 's'}, "
                            f"{row.steps:,} env steps, {fmt_best(row.best, row.best_episode)}"
-                           + (f" ({event.message})" if event.message and event.status != "complete" else ""))
+                           # "interrupted after 33 episodes" already says where it stopped
+                           + (f" ({event.message})" if event.message and event.status not in ("complete", "interrupted")
+                              else ""))
         elif isinstance(event, EpisodeEnd) and (event.episode % 50 == 0 or event.episode == event.episodes):
             row = self.display.rows[event.seed]
             rate = f", {row.steps_per_s:,.0f} steps/s" if math.isfinite(row.steps_per_s) else ""
