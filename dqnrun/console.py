@@ -312,9 +312,10 @@ def runs_table(title: str, rows: list[tuple[str, ...]], width: int) -> tuple[Tab
     `width` columns wide, and the columns it left out to fit.
 
     Nothing is cut short. Where a row is wider than the terminal, the creation time, the
-    episodes and the seeds are left out, in that order, while the status would get fewer than
-    10 columns; then the status wraps, and then the widest of the run name, the variant and the
-    environment folds onto more lines, one column at a time."""
+    episodes, the seeds and the variant (the run's config says it) are left out, in that order,
+    while the status would get fewer than 18 columns; then the status wraps between words, and
+    then the widest of the run name and the environment folds onto more lines, one column at a
+    time."""
     from rich import box
     from rich.cells import cell_len
 
@@ -323,15 +324,15 @@ def runs_table(title: str, rows: list[tuple[str, ...]], width: int) -> tuple[Tab
 
     widths = [max([cell_len(col), *(cell_len(row[i]) for row in rows)]) for i, col in enumerate(LIST_COLUMNS)]
     status = LIST_COLUMNS.index("status")
-    min_status = min(widths[status], 10)
+    min_status = min(widths[status], 18)
     keep = list(range(len(LIST_COLUMNS)))
     hidden = []
-    for name in ("created", "episodes", "seeds"):
+    for name in ("created", "episodes", "seeds", "variant"):
         if table_width([i for i in keep if i != status]) + min_status + 3 <= width:
             break
         keep.remove(LIST_COLUMNS.index(name))
         hidden.append(name)
-    foldable = [status, *(LIST_COLUMNS.index(c) for c in ("run", "variant", "env"))]
+    foldable = [status, *(LIST_COLUMNS.index(c) for c in ("run", "variant", "env") if LIST_COLUMNS.index(c) in keep)]
     floor = {i: min_status if i == status else 8 for i in foldable}
     while table_width(keep) > width:  # the status first, then the widest name: a column at a time
         wide = [i for i in foldable if widths[i] > floor[i]]

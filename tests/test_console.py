@@ -82,7 +82,8 @@ def test_runs_table_never_cuts_a_name_and_says_what_it_left_out():
         ("lr0.0007-tau0.1", "dueling", "CartPole-v1", "5", "250", "-", "-",
          "interrupted: episodes done 12: 0, 34: 0 (dqnrun train --resume results/study/lr0.0007-tau0.1)"),
     ]
-    for width, hidden in ((80, ["created", "episodes", "seeds"]), (100, ["created"]), (220, [])):
+    for width, hidden in ((80, ["created", "episodes", "seeds", "variant"]), (100, ["created", "episodes"]),
+                          (220, [])):
         table, left_out = runs_table("results", rows, width)
         out = Console(width=width, record=True)
         out.print(table)
@@ -90,8 +91,11 @@ def test_runs_table_never_cuts_a_name_and_says_what_it_left_out():
         assert left_out == hidden
         assert max(len(line) for line in text.splitlines()) <= width
         assert "…" not in text
-        for name in ("dueling-per", "ddqn+dueling+per+polyak", "lr0.0007-tau0.1", "CartPole-v1", "334.0"):
+        for name in ("dueling-per", "lr0.0007-tau0.1", "CartPole-v1", "334.0",
+                     *(() if "variant" in hidden else ("ddqn+dueling+per+polyak",))):
             assert name in text, (width, name)  # whole, on one line
+        # The status wraps between words, never inside one: "interrupted:" stays whole.
+        assert "interrupted:" in text
         assert "results/study/lr0.0007-tau0.1" in "".join(line.strip() for line in text.splitlines())
     table, _ = runs_table("results", rows, 50)  # too narrow even so: names fold, never end in "…"
     out = Console(width=50, record=True)
