@@ -469,10 +469,13 @@ def claim_run_dir(out: str | Path, name: str, force: bool = False) -> tuple[Path
     the note says so; with `force` the old directory is deleted first.
     """
     out = Path(out)
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"cannot make the results directory {out}: {blocker} is a file; choose another with --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create results directory {out}: {exc.strerror}") from None
+        raise UserError(f"cannot create results directory {out}: {exc.strerror}; choose another with --out") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise UserError(f"results directory {out} is not writable; choose another with --out")
     path = out / name

@@ -152,7 +152,8 @@ CASES = [
     (["train", "{good}", "--set", "env=dqnrun-test/Broken-v0"], "cannot create environment 'dqnrun-test/Broken-v0': RuntimeError: missing licence file"),
     # resources and options
     (["train", "{good}", "--set", "agent.memory_size=100000000000"], "agent.memory_size must be <= 100,000,000"),
-    (["train", "{good}", "--out", "{tmp}/a-file/results"], "cannot create results directory"),
+    (["train", "{good}", "--out", "{tmp}/a-file/results"], "a-file is a file; choose another with --out"),
+    (["train", "{good}", "--out", "{tmp}/a-file"], "a-file is a file; choose another with --out"),
     (["train", "{good}", "--seeds", "1,x"], "--seeds '1,x': expected integers"),
     (["train", "{good}", "--device", "tpu"], "--device 'tpu'"),
     (["train", "{good}", "--jobs", "0"], "--jobs must be >= 1"),
