@@ -91,7 +91,8 @@ class _Program(typer.Typer):
                 os._exit(EXIT_INTERRUPTED)
             # The command has finished and said so: a Ctrl-C from here on would only break the
             # interpreter's shutdown (a traceback from an exit hook, or a death by signal that
-            # reads as a failure).
+            # reads as a failure). Ignored, not handled: Python resets its own handlers before
+            # the exit hooks run. SIGTERM still ends a shutdown that hangs.
             import signal
 
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -746,7 +747,13 @@ def list_runs(
         raise UserError(f"no such directory: {root}")
     found = find_runs(root)
     sweeps = find_sweeps(root)
-    if not found and not sweeps:
+    folders = {}  # plain folders of runs, one level down: a row each, pointing into it
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                       and p not in found and p not in sweeps):
+        inside = len(find_runs(path) + find_sweeps(path))
+        if inside:
+            folders[path] = inside
+    if not found and not sweeps and not folders:
         raise UserError(f"no runs under {root}/; train one with `dqnrun train configs/ddqn.yaml`")
     rows: list[tuple[str, ...]] = []
     add_row = rows.append
@@ -794,12 +801,9 @@ def list_runs(
             add_row((f"{path.name}/", "sweep", "?", "?", "?", "-", "-", f"unreadable: {exc}"))
             continue
         add_row((f"{path.name}/", "sweep", "-", "-", "-", "-", "-", f"{points}: dqnrun list {path}"))
-    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                       and p not in found and p not in sweeps):
-        inside = find_runs(path) + find_sweeps(path)  # a plain folder of runs, one level down
-        if inside:
-            add_row((f"{path.name}/", "folder", "-", "-", "-", "-", "-",
-                     f"{len(inside)} run{'s' if len(inside) > 1 else ''}: dqnrun list {path}"))
+    for path, inside in folders.items():
+        add_row((f"{path.name}/", "folder", "-", "-", "-", "-", "-",
+                 f"{inside} run{'s' if inside > 1 else ''}: dqnrun list {path}"))
     table, hidden = runs_table(str(root), rows, console.width)
     console.print(table)
     if hidden:

@@ -598,7 +598,7 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
             continue
         first, dash, last = part.partition("-")
         if not (first.isdigit() and (not dash or last.isdigit())):
-            raise UserError(f"{option} {text!r}: expected integers and ranges separated by commas, "
+            raise UserError(f"{option} {text!r}: expected integers and ranges separated by commas or spaces, "
                             f"e.g. {option} 1,2,3 or {option} 1-10")
         lo, hi = int(first), int(last) if dash else int(first)
         if hi < lo:

@@ -77,7 +77,11 @@ class _Stdout:
             os.dup2(devnull, _stdout().fileno())
         except (OSError, ValueError, AttributeError):  # no file descriptor: a captured stream
             pass
-        print("dqnrun: standard output was closed; going on without printing to it", file=sys.stderr)
+        try:  # stderr may be the same closed pipe (`2>&1 | head`): then nobody is told
+            print("dqnrun: standard output was closed; going on without printing to it", file=sys.stderr)
+            sys.stderr.flush()
+        except OSError:
+            pass
 
 
 def _console(stderr: bool = False) -> Console:

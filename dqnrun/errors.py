@@ -8,6 +8,11 @@ class UserError(Exception):
     """
 
 
+class UnreadableFile(UserError):
+    """A file that cannot be opened as a regular file of a sensible size (missing, no permission,
+    a directory or FIFO, too large): unlike a damaged file, its content was never looked at."""
+
+
 class Fault(Exception):
     """Something failed that is not the user's mistake (a full disk mid-training, a run
     directory deleted under a running run). The message is one line saying what happened and

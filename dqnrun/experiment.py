@@ -357,6 +357,17 @@ def assemble(run_dir: Path, config: Config, device: str) -> Run:
     """Build `results.joblib` from the per-seed files of a finished run, write it, return its view."""
     files = RunDir(run_dir)
     results = [seed_result(files, s) for s in config.seeds]
+    # Normally written once, when the last seed ends. One already there is a damaged one being
+    # rebuilt (`start_run`) on another day, maybe another machine: what is not in the seed files
+    # (the creation time, device, versions) is not made up.
+    rebuilt = files.results_file.exists()
+    if rebuilt:
+        last = max(files.seed_result(s).stat().st_mtime for s in config.seeds)
+        created = datetime.fromtimestamp(last, timezone.utc).isoformat(timespec="seconds")
+        device, found_versions, found_machine = "unknown", {}, {}
+    else:
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        found_versions, found_machine = versions(), machine()
     # The lecture's max/min/mean curves come from the seeds that trained to the end; a seed
     # that diverged stops early and would cut every curve short. (If all diverged: all of them.)
     pooled = [r for r in results if r.status == "complete"] or results
@@ -369,7 +380,7 @@ def assemble(run_dir: Path, config: Config, device: str) -> Run:
         pooled=[r.seed for r in pooled], curves=aggregate([smoothed[r.seed] for r in pooled]),
         smoothed=list(smoothed.values()),
         reward_threshold=env_info(config.env, config.env_kwargs, config.wrappers).reward_threshold,
-        device=device, versions=versions(), machine=machine(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        device=device, versions=found_versions, machine=found_machine, created=created,
     )
     write_results(files, data)
     if files.checkpoints_dir.is_dir() and not any(files.checkpoints_dir.iterdir()):
@@ -521,9 +532,13 @@ def start_run(
         cfg = load_config(files.config_file)
         spec = plan(cfg, jobs)
         # A finished run whose results.joblib is damaged is rebuilt from its per-seed files.
-        complete = files.is_finished() and not files.pending_seeds(cfg.seeds)
-        damage = files.results_damage() if complete else None
-        if complete and damage is None:
+        damage = files.results_damage() if files.is_finished() else None
+        lost = files.pending_seeds(cfg.seeds) if files.is_finished() else []
+        if lost:  # a finished run's seed file has gone: retraining it would replace its models
+            raise UserError(f"{files.path} is finished, but {files.seed_result(lost[0])} is missing"
+                            + (f" and {damage}" if damage else "")
+                            + "; restore it from a copy of the run (resume does not retrain a finished run's seeds)")
+        if files.is_finished() and damage is None:
             raise UserError(f"{files.path} is already complete; nothing to resume")
         if files.is_training():
             raise UserError(f"{files.path} is being trained by another process ({files.training_owner()}); "
@@ -567,11 +582,12 @@ def start_run(
                                     "from scratch") from None
                 resumed_from[s] = int(checkpoint["episode"])
                 checkpoints[s] = checkpoint["result"]
-        if damage is not None:  # every seed's file reads: set the damaged file aside, rebuild it
+        if damage is not None:  # every seed's file reads: keep a copy of the damaged file, rebuild it
             with output_errors(files.results_file):
                 kept = files.keep_damaged_results()
-            notes.append(f"{damage}; rebuilding it from the per-seed files (seeds/seed-<s>.joblib), the damaged "
-                         f"file kept as {kept.name}")
+            notes.append(f"{damage}; rebuilding it from the per-seed files (seeds/seed-<s>.joblib)"
+                         + (f", a copy of the damaged file kept as {kept.name}" if kept else "")
+                         + "; its creation time becomes the last seed file's, device and versions unknown")
     else:
         path, note = claim_run_dir(out, cfg.name, force=force)
         files = RunDir(path)

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from dqnrun.errors import UserError
+from dqnrun.errors import UnreadableFile, UserError
 from dqnrun.safeio import load_joblib, open_regular
 
 _UMASK = os.umask(0o022)
@@ -120,6 +120,25 @@ def _read_pickle(path: Path) -> Any:
     return load_joblib(path)
 
 
+def link_aside(path: Path, name: Callable[[int], Path], first: int = 1) -> Path | None:
+    """Give `path` also the first free name `name(k)`, k = first, first + 1, ...; None if `path`
+    has gone meanwhile. The name is claimed by a hard link, which fails if the name exists: two
+    processes that chose the same k cannot overwrite each other's copy (a rename would,
+    silently); the second one takes the next k. `path` itself stays, to be replaced atomically."""
+    k = first
+    while name(k).exists() or name(k).is_symlink():
+        k += 1  # the first free name, as far as can be seen now
+    while True:
+        kept = name(k)
+        try:
+            os.link(path, kept, follow_symlinks=False)
+            return kept
+        except FileExistsError:  # claimed since by another process
+            k += 1
+        except FileNotFoundError:  # another process kept it aside first
+            return None
+
+
 # ---------------------------------------------------------------------------------------------
 # The run directory
 
@@ -199,22 +218,8 @@ class RunDir:
         return path, kept
 
     def _keep_aside(self, path: Path, which: str, seed: int | None) -> Path | None:
-        """Give `path` also the first free `evaluation-<model>-<k>.json` name (None if `path`
-        has gone meanwhile). The name is claimed by a hard link, which fails if the name exists:
-        two `evaluate` processes that chose the same k cannot overwrite each other's copy (a
-        rename would, silently); the second one takes the next k."""
-        k = 2
-        while self.evaluation(which, seed, k).exists() or self.evaluation(which, seed, k).is_symlink():
-            k += 1  # the first free name, as far as can be seen now
-        while True:
-            kept = self.evaluation(which, seed, k)
-            try:
-                os.link(path, kept, follow_symlinks=False)
-                return kept
-            except FileExistsError:  # claimed since by another process
-                k += 1
-            except FileNotFoundError:  # another process kept it aside first
-                return None
+        """Give `path` also the first free `evaluation-<model>-<k>.json` name (see `link_aside`)."""
+        return link_aside(path, lambda k: self.evaluation(which, seed, k), first=2)
 
     def read_evaluation(self, which: str = "best", seed: int | None = None) -> dict[str, Any] | None:
         """The saved evaluation (None if there is none); a damaged or foreign one is a UserError."""
@@ -254,10 +259,12 @@ class RunDir:
             if seed in present:
                 continue
             state = self.read_seed_result(seed)
+            diverged = f"it diverged at {state['diverged'] or 'an unknown step'}"
             if which == "best" and state["best_episode"] == 0:
-                never[seed] = "it never evaluated while training"
+                never[seed] = diverged + ", before its first evaluation" if state["status"] == "diverged" \
+                    else "it never evaluated while training"
             elif which == "final" and state["status"] != "complete":
-                never[seed] = f"it diverged at {state['diverged'] or 'an unknown step'}"
+                never[seed] = diverged
             else:
                 missing[seed] = self.model(seed, which)
         unfinished: tuple[int, ...] = ()
@@ -344,26 +351,33 @@ class RunDir:
         when it reads; one written by a newer dqnrun is not damaged (`NewerResults` is raised)."""
         try:
             run_from_data(_read_pickle(self.results_file), self.results_file)
-        except NewerResults:
+        except (NewerResults, UnreadableFile):  # not damaged: newer, or not readable at all
             raise
         except UserError as exc:
             return str(exc)
         return None
 
-    def keep_damaged_results(self) -> Path:
-        """Rename a damaged results.joblib to the first free results.joblib.damaged(-<k>), so
-        that it can be rebuilt without losing it; returns the new name."""
-        kept, k = self.path / f"{RESULTS_FILE}.damaged", 2
-        while kept.exists() or kept.is_symlink():
-            kept, k = self.path / f"{RESULTS_FILE}.damaged-{k}", k + 1
-        os.rename(self.results_file, kept)
-        return kept
+    def keep_damaged_results(self) -> Path | None:
+        """Give a damaged results.joblib also the first free name results.joblib.damaged(-<k>),
+        so that rebuilding it (an atomic replace) loses nothing; returns that name."""
+        return link_aside(self.results_file,
+                          lambda k: self.path / (f"{RESULTS_FILE}.damaged" + (f"-{k}" if k > 1 else "")))
 
     def is_finished(self) -> bool:
         return self.results_file.exists()
 
     def is_run(self) -> bool:
         return self.results_file.exists() or self.config_file.exists()
+
+    def rebuildable(self) -> bool:
+        """Every seed of the run's config has its result file: `train --resume` can rebuild a
+        damaged results.joblib from them."""
+        from dqnrun.config import load_config
+
+        try:
+            return not self.pending_seeds(load_config(self.config_file).seeds)
+        except UserError:  # no config, or a damaged one
+            return False
 
     def pending_seeds(self, seeds: Sequence[int]) -> list[int]:
         """The seeds without a finished seed result."""
@@ -978,10 +992,10 @@ def load_run(path: str | Path) -> Run:
             raise UserError(f"{path} is not a dqnrun run: it has no {RESULTS_FILE}")
         try:
             return run_from_data(_read_pickle(file), file)
-        except NewerResults:
+        except (NewerResults, UnreadableFile):
             raise
         except UserError as exc:
-            if run_dir.config_file.is_file() and run_dir.finished_seeds():
+            if run_dir.rebuildable():
                 raise UserError(f"{exc}; `dqnrun train --resume {path}` rebuilds it from the per-seed files "
                                 "(seeds/seed-<s>.joblib)") from None
             raise

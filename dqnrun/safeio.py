@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
-from dqnrun.errors import Fault, UserError
+from dqnrun.errors import Fault, UnreadableFile, UserError
 
 MAX_RESULT_BYTES = 1 << 30  # a results.joblib of 100 seeds x 100,000 episodes is about 0.5 GiB
 MAX_TEXT_BYTES = 1 << 20  # config.yaml: a few hundred bytes in practice
@@ -49,16 +49,16 @@ def open_regular(path: str | Path, what: str = "file", max_bytes: int | None = N
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise UserError(f"no such {what}: {path}") from None
+        raise UnreadableFile(f"no such {what}: {path}") from None
     except OSError as exc:
-        raise UserError(f"cannot read {path}: {describe_oserror(exc)}") from None
+        raise UnreadableFile(f"cannot read {path}: {describe_oserror(exc)}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            raise UserError(f"{path} is {kind}; a {what} must be a regular file")
+            raise UnreadableFile(f"{path} is {kind}; a {what} must be a regular file")
         if max_bytes is not None and info.st_size > max_bytes:
-            raise UserError(f"{path} is {info.st_size / 2**20:,.0f} MiB, more than a {what} can be "
+            raise UnreadableFile(f"{path} is {info.st_size / 2**20:,.0f} MiB, more than a {what} can be "
                             f"({max_bytes / 2**20:,.0f} MiB)")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

@@ -655,7 +655,9 @@ def compare_runs(runs: Sequence[Run], last: int | None = None, baseline: int = 0
             add_evaluation(row, run, notes)
         lo, hi = row.seed_episodes
         if row.kind != STEP_EVAL and lo != hi:
-            notes.append(f"{labels[i]}: its seeds ran {lo} to {hi} episodes (an env-step budget); each seed's "
+            why = (" (an env-step budget)" if flat_config(run).get("max_steps") is not None
+                   else " (a diverged seed stops early)" if row.diverged else "")
+            notes.append(f"{labels[i]}: its seeds ran {lo} to {hi} episodes{why}; each seed's "
                          f"final is the mean of its own last {row.last} scores")
         rows.append(row)
     if last is not None:

@@ -359,3 +359,18 @@ def test_ctrl_c_after_the_run_is_saved_is_no_traceback_and_no_death_by_signal(ti
     assert "Traceback" not in stderr and code != -signal.SIGINT, (code, stderr)
     assert code == 0 or (code == 130 and stderr.strip() == "interrupted"), (code, stderr)
     assert (tmp_path / "tiny" / "results.joblib").is_file()
+
+
+def test_train_goes_on_when_stdout_and_stderr_are_one_closed_pipe(tiny_config, tmp_path):
+    """`dqnrun train ... 2>&1 | head -1`: the note about the closed output cannot be told either,
+    and must not stop the run."""
+    import subprocess
+    import sys
+
+    from dqnrun.results import load_run
+
+    child = subprocess.Popen([sys.executable, "-m", "dqnrun", "train", str(tiny_config()), "--out", str(tmp_path),
+                              "--seeds", "1", "--jobs", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    child.stdout.close()
+    assert child.wait(timeout=300) == 0
+    assert load_run(tmp_path / "tiny").seeds == (1,)

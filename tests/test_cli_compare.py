@@ -204,6 +204,9 @@ def test_list_names_runs_by_their_folder_and_shows_folders_of_runs(trained, tmp_
     names = [line.split()[0] for line in result.output.splitlines()[4:] if line.strip()]
     assert names == ["copy-of-dqn", "more/"], result.output
     assert f"1 run: dqnrun list {tmp_path / 'more'}" in result.output
+    shutil.rmtree(tmp_path / "copy-of-dqn")
+    only_folders = invoke("list", str(tmp_path), columns=300)
+    assert only_folders.exit_code == 0 and "more/" in only_folders.output, only_folders.output
 
 
 @pytest.fixture(scope="module")
@@ -339,6 +342,7 @@ def test_a_run_whose_seeds_ended_after_different_episodes_shows_the_range_and_sa
         data[key] = np.array(data[key], dtype=float)
         data[key][1, 4:] = np.nan
     data["episodes"] = np.array([6, 4] + list(data["episodes"][2:]))
+    data["config"]["max_steps"] = 60
     joblib.dump(data, path / "results.joblib")
     result = invoke("compare", str(path), "--wide")
     assert result.exit_code == 0, result.output

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import joblib
@@ -267,11 +268,16 @@ def test_resume_rebuilds_a_damaged_results_file_from_the_seed_files(trained, tmp
     assert resumed.exit_code == 0, resumed.output
     assert resumed.output.splitlines()[0] == (
         f"{run / 'results.joblib'} is truncated or not a joblib result file; rebuilding it from the per-seed files "
-        "(seeds/seed-<s>.joblib), the damaged file kept as results.joblib.damaged")
+        "(seeds/seed-<s>.joblib), a copy of the damaged file kept as results.joblib.damaged; its creation time "
+        "becomes the last seed file's, device and versions unknown")
     assert (run / "results.joblib.damaged").read_bytes() == damaged
     rebuilt = joblib.load(run / "results.joblib")
     for key in ("scores", "steps", "losses", "best_score", "best_episode", "mean_score", "seeds", "status"):
         np.testing.assert_array_equal(rebuilt[key], original[key])
+    # Not made up: the device and versions of the machine that rebuilt it are not the run's.
+    last = max(f.stat().st_mtime for f in (run / "seeds").glob("seed-*.joblib"))
+    assert rebuilt["created"] == datetime.fromtimestamp(last, timezone.utc).isoformat(timespec="seconds")
+    assert rebuilt["device"] == "unknown" and rebuilt["versions"] == {} and rebuilt["machine"] == {}
     assert runner.invoke(app, ["compare", str(run)]).exit_code == 0
     again = runner.invoke(app, ["train", "--resume", str(run)], env={"COLUMNS": "400"})
     assert again.exit_code == 2 and "is already complete; nothing to resume" in again.output
@@ -289,3 +295,42 @@ def test_resume_says_why_a_damaged_results_file_cannot_be_rebuilt(trained, tmp_p
                              f"cannot be rebuilt: {run / 'seeds' / 'seed-4.joblib'} is truncated or not a joblib "
                              "result file\n")
     assert (run / "results.joblib").read_bytes() == b"" and not (run / "results.joblib.damaged").exists()
+
+
+def test_resume_refuses_a_finished_run_whose_seed_file_is_missing(trained, tmp_path):
+    """Retraining the seed would replace its models and the results file that still holds its
+    numbers: resume names the missing file instead, and nothing changes."""
+    import shutil
+
+    run = Path(shutil.copytree(trained / "dqn", tmp_path / "dqn"))
+    (run / "seeds" / "seed-4.joblib").unlink()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    result = runner.invoke(app, ["train", "--resume", str(run)], env={"COLUMNS": "400"})
+    assert result.exit_code == 2
+    assert result.output == (f"error: {run} is finished, but {run / 'seeds' / 'seed-4.joblib'} is missing; "
+                             "restore it from a copy of the run (resume does not retrain a finished run's seeds)\n")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_resume_of_an_unreadable_results_file_is_not_called_damaged(trained, tmp_path):
+    import shutil
+
+    run = Path(shutil.copytree(trained / "dqn", tmp_path / "dqn"))
+    (run / "results.joblib").unlink()
+    (run / "results.joblib").mkdir()  # not a file at all: nothing to rebuild over
+    result = runner.invoke(app, ["train", "--resume", str(run)], env={"COLUMNS": "400"})
+    assert result.exit_code == 2
+    assert result.output == (f"error: {run / 'results.joblib'} is a directory; a result file must be a regular "
+                             "file\n")
+    assert not (run / "results.joblib.damaged").exists()
+
+
+def test_the_rebuild_hint_needs_every_seed_file(trained, tmp_path):
+    import shutil
+
+    run = Path(shutil.copytree(trained / "dqn", tmp_path / "dqn"))
+    (run / "results.joblib").write_bytes(b"")
+    (run / "seeds" / "seed-4.joblib").unlink()
+    result = runner.invoke(app, ["compare", str(run)], env={"COLUMNS": "400"})
+    assert result.exit_code == 2
+    assert result.output == f"error: {run / 'results.joblib'} is truncated or not a joblib result file\n"

@@ -152,7 +152,6 @@ def test_a_crash_in_a_users_env_is_one_line_with_the_traceback_in_the_run_and_re
         np.testing.assert_array_equal(a[key], b[key])
 
 
-
 def test_a_crash_before_any_checkpoint_says_resume_starts_from_the_beginning(tmp_path, monkeypatch):
     """A custom env that raises in `step` before the first checkpoint (checkpoint_every 25):
     the line does not promise checkpoints that were never written."""
