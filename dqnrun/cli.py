@@ -264,7 +264,7 @@ def train(
     """
     from dqnrun import experiment
     from dqnrun.config import parse_seeds
-    from dqnrun.console import LiveTraining, TrainingDisplay, console, seed_summary
+    from dqnrun.console import STDOUT, LiveTraining, TrainingDisplay, console, seed_summary
 
     if resume is not None and (config_path is not None or set_ or seeds or episodes or name or force or tensorboard
                                or vectorize is not None):
@@ -280,6 +280,7 @@ def train(
         overrides.append("logging.tensorboard=true")
     run_plan = experiment.start_run(config_path, overrides=overrides, out=out, force=force, resume=resume,
                                     jobs=jobs, device=device, scheduler=scheduler, name=name)
+    STDOUT.tell_when_gone = True  # it trains for long: if its output is closed, say it goes on
     for note in run_plan.notes:
         console.print(f"[yellow]{esc(note)}[/yellow]")
     config, run_dir = run_plan.config, run_plan.run_dir
@@ -344,7 +345,7 @@ def sweep(
     """
     from dqnrun import sweep as sweeps
     from dqnrun.config import parse_seeds
-    from dqnrun.console import LiveSweep, PointRow, SweepDisplay, console
+    from dqnrun.console import STDOUT, LiveSweep, PointRow, SweepDisplay, console
 
     seed_list = parse_seeds(seeds) if seeds is not None else None
     if resume is not None and (sweep_path is not None or set_ or seeds or name or force or dry_run
@@ -360,6 +361,7 @@ def sweep(
         return
     plan = sweeps.start_sweep(sweep_path, overrides=set_, seeds=seed_list, name=name, out=out, force=force,
                               resume=resume, jobs=jobs, device=device, scheduler=scheduler)
+    STDOUT.tell_when_gone = True  # it trains for long: if its output is closed, say it goes on
     for note in plan.notes:
         console.print(f"[yellow]{esc(note)}[/yellow]")
     where = f"Dask scheduler {scheduler}" if scheduler else f"{plan.jobs} job{'s' if plan.jobs > 1 else ''}"
@@ -587,12 +589,15 @@ def plot(
     """
     from dqnrun.console import console
     from dqnrun.plots import learning_curves, save_figure
-    from dqnrun.stats import align, run_labels
+    from dqnrun.stats import align, is_step_evaluated, run_labels
 
     output_path(output, force)
     loaded, notes = load_runs(runs or [], root)
     labels = run_labels(loaded)
-    lengths, cut_notes = align(loaded, labels)
+    # Runs are cut to a common number of episodes only on an episode axis: on env steps each
+    # seed keeps all its episodes, and the x axis shows how far each run got.
+    on_steps = x == "steps" or (x == "auto" and any(is_step_evaluated(r) for r in loaded))
+    lengths, cut_notes = (None, []) if on_steps else align(loaded, labels)
     out = output or default_plot_path(root, labels)
     fig, draw_notes = write_output(out, lambda: learning_curves(
         loaded, x=x, title=title, band=band, threshold=parse_threshold(threshold), size=size,
@@ -741,7 +746,7 @@ def list_runs(
     from dqnrun.console import console, runs_table
     from dqnrun.results import RunDir, find_runs, load_run, read_progress
     from dqnrun.stats import agent_label, summarize
-    from dqnrun.sweep import find_sweeps, is_sweep_dir, load_manifest
+    from dqnrun.sweep import find_sweeps, load_manifest
 
     if not root.is_dir():
         raise UserError(f"no such directory: {root}")
@@ -773,7 +778,7 @@ def list_runs(
                 steps = sum(min(n, cfg.max_steps) for n in progress.env_steps_done.values())
                 done += f" episodes, {steps:,}/{len(cfg.seeds) * cfg.max_steps:,} env steps"
             state = "training" if progress.is_live else "interrupted"
-            resume = f"dqnrun sweep --resume {root}" if is_sweep_dir(root) else f"dqnrun train --resume {path}"
+            resume = RunDir(path).resume_command()
             # With an env-step budget the episode count is not known until the run ends.
             planned = str(cfg.episodes) if cfg.max_steps is None else "-"
             add_row((path.name, agent_label(cfg.agent), cfg.env, str(len(cfg.seeds)), planned, "-", "-",
@@ -800,12 +805,13 @@ def list_runs(
         except UserError as exc:
             add_row((f"{path.name}/", "sweep", "?", "?", "?", "-", "-", f"unreadable: {exc}"))
             continue
-        add_row((f"{path.name}/", "sweep", "-", "-", "-", "-", "-", f"{points}: dqnrun list {path}"))
+        add_row((f"{path.name}/", "sweep", "-", "-", "-", "-", "-", points))
     for path, inside in folders.items():
-        add_row((f"{path.name}/", "folder", "-", "-", "-", "-", "-",
-                 f"{inside} run{'s' if inside > 1 else ''}: dqnrun list {path}"))
+        add_row((f"{path.name}/", "folder", "-", "-", "-", "-", "-", f"{inside} run{'s' if inside > 1 else ''}"))
     table, hidden = runs_table(str(root), rows, console.width)
     console.print(table)
+    if sweeps or folders:  # one line for all of them: a path in every row would crowd a narrow terminal
+        console.print(f"(a sweep's or folder's runs: dqnrun list {root / '<name>'})", soft_wrap=True, markup=False)
     if hidden:
         console.print(f"({', '.join(hidden)} left out to fit {console.width} columns; a wider terminal shows "
                       f"{'them' if len(hidden) > 1 else 'it'})", soft_wrap=True, markup=False)
@@ -935,7 +941,7 @@ def evaluate(
         table.add_row("all", f"{np.mean(saved):.1f}" if all_known else "-", f"{np.mean(means):.1f}",
                       f"{np.mean(means) - np.mean(saved):+.1f}" if all_known else "-", f"{np.std(means):.1f}",
                       f"{np.min(means):.1f}", f"{np.max(means):.1f}")
-    console.print(f"{esc(run)}: {model} model of each seed, {episodes} greedy episodes on {esc(loaded[0].env_id)} "
+    console.print(f"{esc(run)}: {model} model of each seed, {episodes} greedy episode{'' if episodes == 1 else 's'} on {esc(loaded[0].env_id)} "
                   f"(initial states from --env-seed {env_seed}); 'at training' = its evaluation score when saved")
     console.print(table)
     run_dir = run_dir_of(run)

@@ -41,6 +41,9 @@ class _Stdout:
 
     def __init__(self) -> None:
         self.reader_gone = False
+        # Said by the commands that go on for long (train, sweep); for the others, whose rest
+        # of output just goes unread (`dqnrun config keys | head -1`), the note would be noise.
+        self.tell_when_gone = False
 
     @property
     def encoding(self) -> str:
@@ -77,6 +80,8 @@ class _Stdout:
             os.dup2(devnull, _stdout().fileno())
         except (OSError, ValueError, AttributeError):  # no file descriptor: a captured stream
             pass
+        if not self.tell_when_gone:
+            return
         try:  # stderr may be the same closed pipe (`2>&1 | head`): then nobody is told
             print("dqnrun: standard output was closed; going on without printing to it", file=sys.stderr)
             sys.stderr.flush()
@@ -84,12 +89,15 @@ class _Stdout:
             pass
 
 
+STDOUT = _Stdout()
+
+
 def _console(stderr: bool = False) -> Console:
     import sys
 
     if stderr:
         return Console(stderr=True, width=_width(sys.stderr))
-    return Console(file=_Stdout(), width=_width(sys.stdout))
+    return Console(file=STDOUT, width=_width(sys.stdout))
 
 
 console = _console()

@@ -599,7 +599,8 @@ def start_run(
         write_text(files.config_file, cfg.to_yaml())
     notes.extend(f"warning: {note}" for note in config_warnings(cfg))
     if cfg.smoothing_window < cfg.window:
-        notes.append(f"note: window {cfg.window} is longer than {cfg.episodes} episodes; "
+        episodes = f"{cfg.episodes} episode{'' if cfg.episodes == 1 else 's'}"
+        notes.append(f"note: window {cfg.window} is longer than {episodes}; "
                      f"curves are smoothed over {cfg.smoothing_window} (recorded in the results)")
     todo = files.pending_seeds(cfg.seeds)
     units = work_units(cfg, todo)

@@ -369,6 +369,14 @@ class RunDir:
     def is_run(self) -> bool:
         return self.results_file.exists() or self.config_file.exists()
 
+    def resume_command(self) -> str:
+        """The command that continues the run if interrupted (a sweep's point: its sweep)."""
+        from dqnrun.sweep import is_sweep_dir
+
+        if is_sweep_dir(self.path.parent):
+            return f"dqnrun sweep --resume {self.path.parent}"
+        return f"dqnrun train --resume {self.path}"
+
     def rebuildable(self) -> bool:
         """Every seed of the run's config has its result file: `train --resume` can rebuild a
         damaged results.joblib from them."""
@@ -985,10 +993,8 @@ def load_run(path: str | Path) -> Run:
                 raise UserError(f"{path} is still training ({run_dir.training_owner()}); open it when it finishes "
                                 f"(`dqnrun list {path.parent}` shows its progress)")
             if run_dir.config_file.exists():
-                raise UserError(
-                    f"{path} is an unfinished run (no {RESULTS_FILE} yet); "
-                    f"finish it with `dqnrun train --resume {path}`"
-                )
+                raise UserError(f"{path} is an unfinished run (no {RESULTS_FILE} yet); "
+                                f"finish it with `{run_dir.resume_command()}`")
             raise UserError(f"{path} is not a dqnrun run: it has no {RESULTS_FILE}")
         try:
             return run_from_data(_read_pickle(file), file)

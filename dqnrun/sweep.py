@@ -414,7 +414,7 @@ def seed_budget(c: Config) -> tuple[str, int | None, bool]:
     bound = min((x for x in (c.max_steps, by_episodes) if x is not None), default=None)
     if c.max_steps is not None and (by_episodes is None or c.max_steps < by_episodes):
         return f"{c.max_steps:,} env steps", bound, True  # episodes is only a bound
-    return f"{c.episodes:,} episodes", bound, False
+    return f"{c.episodes:,} episode{'' if c.episodes == 1 else 's'}", bound, False
 
 
 def budget(sweep: Sweep) -> dict[str, Any]:

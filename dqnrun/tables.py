@@ -246,7 +246,8 @@ def title(comparison: Comparison, last: int | None, headers: list[str]) -> str:
             text += "; P(>A) = probability of improvement over A"
     if "evaluated" in headers:
         episodes = {s.evaluated_episodes for s in comparison.rows if math.isfinite(s.evaluated)}
-        each = f"{episodes.pop()} greedy episodes" if len(episodes) == 1 and None not in episodes else "greedy episodes"
+        n = next(iter(episodes)) if len(episodes) == 1 else None
+        each = f"{n} greedy episode{'' if n == 1 else 's'}" if n is not None else "greedy episodes"
         text += (f"; evaluated = `dqnrun evaluate` of the best models ({each} per seed): mean over seeds "
                  "[95% bootstrap CI]")
     if "norm." in headers:

@@ -80,22 +80,13 @@ def run_dir_of(path: str | Path) -> RunDir:
     return RunDir(path)
 
 
-def resume_command(run_dir: RunDir) -> str:
-    """The command that continues an interrupted run (a sweep's point: its sweep)."""
-    from dqnrun.sweep import is_sweep_dir
-
-    if is_sweep_dir(run_dir.path.parent):
-        return f"dqnrun sweep --resume {run_dir.path.parent}"
-    return f"dqnrun train --resume {run_dir.path}"
-
-
 def unfinished_problem(run_dir: RunDir, seeds: Sequence[int]) -> str:
     """That a run's `seeds` have no model yet because it is still training, or was interrupted."""
     if run_dir.is_training():
         state = (f"is still training ({run_dir.training_owner()}; `dqnrun list {run_dir.path.parent}` shows "
                  "its progress)")
     else:
-        state = f"is unfinished (`{resume_command(run_dir)}` continues it)"
+        state = f"is unfinished (`{run_dir.resume_command()}` continues it)"
     waiting = f"seed {seeds[0]} has" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))} have"
     return f"{run_dir.path} {state}: {waiting} not finished"
 

@@ -255,7 +255,8 @@ def test_list_shows_a_sweep_directory_as_one_row(tmp_path):
     result = runner.invoke(app, ["list", str(tmp_path)], env={"COLUMNS": "400"})  # rows unwrapped
     assert result.exit_code == 0, result.output  # only sweeps here: still a listing, not "no runs"
     rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
-    assert f"2 points: dqnrun list {tmp_path / 'study'}" in rows["study/"]
+    assert rows["study/"].split()[1:] == ["sweep", "-", "-", "-", "-", "-", "2", "points"]
+    assert f"(a sweep's or folder's runs: dqnrun list {tmp_path / '<name>'})" in result.output
     assert "unreadable" in rows["broken/"]
 
 
@@ -328,6 +329,7 @@ def test_console_output_to_a_closed_pipe_is_dropped_after_one_note(monkeypatch, 
             raise BrokenPipeError
 
     stream = _Stdout()
+    stream.tell_when_gone = True  # as train and sweep set it
     monkeypatch.setattr("sys.stdout", ClosedPipe())
     assert stream.write("first line\n") == len("first line\n")
     stream.write("second line\n")
@@ -374,3 +376,15 @@ def test_train_goes_on_when_stdout_and_stderr_are_one_closed_pipe(tiny_config, t
     child.stdout.close()
     assert child.wait(timeout=300) == 0
     assert load_run(tmp_path / "tiny").seeds == (1,)
+
+
+def test_a_short_command_whose_output_is_cut_says_nothing_about_it():
+    """`dqnrun config keys | head -1`: the rest goes unread, as with any command; no note."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-m", "dqnrun", "config", "keys"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    child.stdout.close()
+    stderr = child.stderr.read()
+    assert child.wait(timeout=120) == 0 and stderr == ""

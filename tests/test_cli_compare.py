@@ -201,9 +201,9 @@ def test_list_names_runs_by_their_folder_and_shows_folders_of_runs(trained, tmp_
     (tmp_path / "empty").mkdir()
     result = invoke("list", str(tmp_path))
     assert result.exit_code == 0, result.output
-    names = [line.split()[0] for line in result.output.splitlines()[4:] if line.strip()]
+    names = [line.split()[0] for line in result.output.splitlines()[4:] if line.strip() and not line.startswith("(")]
     assert names == ["copy-of-dqn", "more/"], result.output
-    assert f"1 run: dqnrun list {tmp_path / 'more'}" in result.output
+    assert result.output.splitlines()[5].split()[1:] == ["folder", "-", "-", "-", "-", "-", "1", "run"]
     shutil.rmtree(tmp_path / "copy-of-dqn")
     only_folders = invoke("list", str(tmp_path), columns=300)
     assert only_folders.exit_code == 0 and "more/" in only_folders.output, only_folders.output
@@ -381,3 +381,25 @@ def test_last_beyond_the_episodes_compared_says_the_final_is_over_all_of_them(tr
     assert "--last 1000 is more than the episodes compared for dqn: their final is the mean of all" in result.stderr
     scores = joblib.load(trained / "dqn" / "results.joblib")["scores"]
     assert float(csv_rows(result)[0]["final"]) == pytest.approx(np.nanmean(scores, axis=1).mean(), abs=1e-4)
+
+
+def test_plot_on_env_steps_keeps_every_episode_of_runs_of_different_lengths(trained, tmp_path, monkeypatch):
+    """On an episode axis runs are cut to the shortest; on env steps each keeps all it has."""
+    import dqnrun.plots
+
+    import yaml
+    from tests_helpers import TINY_RAW
+
+    (tmp_path / "short.yaml").write_text(yaml.safe_dump({**TINY_RAW, "name": "short", "episodes": 3, "window": 2}))
+    assert invoke("train", str(tmp_path / "short.yaml"), "--out", str(tmp_path), "--jobs", "1").exit_code == 0
+    short = tmp_path / "short"
+    drawn = []
+    monkeypatch.setattr(dqnrun.plots, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    result = invoke("plot", str(trained / "per"), str(short), "--x", "steps", "-o", str(tmp_path / "s.png"))
+    assert result.exit_code == 0, result.output
+    assert "compared over the first" not in result.output
+    per = joblib.load(trained / "per" / "results.joblib")
+    ends = [line.get_xdata()[-1] for line in drawn[0].axes[0].lines if line.get_label() in ("per", "short")]
+    assert max(ends) == np.nanmin(np.nanmax(per["steps"], axis=1))  # per's curve runs to its own end
+    episodes = invoke("plot", str(trained / "per"), str(short), "-o", str(tmp_path / "e.png"))
+    assert "all compared over the first 3 episodes" in episodes.output
