@@ -150,6 +150,9 @@ def load_sweep(
             if not isinstance(values, list) or not values:
                 raise UserError(f"{source}: grid: {key} must be a non-empty list of values, e.g. [{values!r}]"
                                 if not isinstance(values, list) else f"{source}: grid: {key} has no values")
+            twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+            if twice is not None:  # 0.001 and 1.0e-3 too: the same point, trained twice
+                raise UserError(f"{source}: grid: {key} lists {twice!r} twice; remove one")
         combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     explicit: list[dict[str, Any]] = [{}]
     if points is not None:
