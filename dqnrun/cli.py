@@ -959,7 +959,7 @@ def evaluate(
                       f"{describe_oserror(exc)}[/yellow]")
         return
     console.print(f"saved [bold]{esc(path)}[/bold]" + (
-        f" (the earlier, different measurement there is kept as {esc(kept.name)})" if kept else ""))
+        f" (the file that was there is kept as {esc(kept.name)})" if kept else ""))
 
 
 def reflow(doc: str | None) -> str | None:
