@@ -2,6 +2,7 @@
 
     python benchmarks/training.py                         # configs/ddqn.yaml, 10,000 steps
     python benchmarks/training.py configs/per.yaml --steps 20000
+    python benchmarks/training.py --full                  # the config's own budget: a whole seed
 
 Measures `train_seed` as `dqnrun train` runs it, from the config's own settings, limited to
 --steps env steps. It reports steps per second with the per-episode greedy evaluation (as
@@ -31,10 +32,12 @@ def main() -> None:
     parser.add_argument("config", nargs="?", default="configs/ddqn.yaml")
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--full", action="store_true", help="train the whole seed (the config's budget), not --steps")
     args = parser.parse_args()
     base = load_config(args.config).to_dict()
+    budget = [] if args.full else [f"max_steps={args.steps}"]
     for label, extra in (("with evaluation", []), ("without evaluation", ["eval_episodes=0"])):
-        config = config_from_dict(apply_overrides(base, [f"max_steps={args.steps}", *extra]))
+        config = config_from_dict(apply_overrides(base, [*budget, *extra]))
         seconds, steps, episodes = measure(config, args.seed)
         print(f"{args.config} seed {args.seed}, {label}: {steps:,} env steps in {episodes} episodes, "
               f"{seconds:.1f} s, {steps / seconds:,.0f} steps/s")
