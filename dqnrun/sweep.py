@@ -153,6 +153,8 @@ def load_sweep(
             twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
             if twice is not None:  # 0.001 and 1.0e-3 too: the same point, trained twice
                 raise UserError(f"{source}: grid: {key} lists {twice!r} twice; remove one")
+            if key in common:  # the grid's values would silently win
+                raise UserError(f"{source}: {key} is both in set: and in grid:; keep it in one of them")
         combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     explicit: list[dict[str, Any]] = [{}]
     if points is not None:
