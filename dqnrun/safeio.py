@@ -55,7 +55,9 @@ def open_regular(path: str | Path, what: str = "file", max_bytes: int | None = N
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            mode = info.st_mode
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "a device")
             raise UnreadableFile(f"{path} is {kind}; a {what} must be a regular file")
         if max_bytes is not None and info.st_size > max_bytes:
             raise UnreadableFile(f"{path} is {info.st_size / 2**20:,.0f} MiB, more than a {what} can be "

@@ -113,7 +113,7 @@ CASES = [
     (["train", "{tmp}/latin1.yaml"], "latin1.yaml: not UTF-8 text (byte 22); save it as UTF-8"),
     (["train", "{tmp}/deep.yaml"], "invalid YAML: nested too deeply"),
     (["train", "{tmp}/longint.yaml"], "invalid YAML: a value cannot be read"),
-    (["train", "{tmp}/fifo.yaml"], "fifo.yaml is not a regular file"),
+    (["train", "{tmp}/fifo.yaml"], "fifo.yaml is a named pipe; a config file must be a regular file"),
     (["train", "{good}", "--set", "agent.learning_rate=.inf"], "agent.learning_rate must be a finite number, got inf"),
     (["train", "{good}", "--set", "agent.gamma=.nan"], "agent.gamma must be a finite number, got nan"),
     (["train", "{good}", "--set", "per.alpha=1e400"], "per.alpha must be a finite number, got inf"),

@@ -225,7 +225,7 @@ def test_list_of_a_run_folder_with_a_fifo_answers(tmp_path, fifo, no_hang):
     if fifo == ".training":
         assert "interrupted: 0/5 seeds done, 0/1,250 episodes" in row
     else:
-        assert "unreadable:" in row and "seed-12.csv is not a regular file" in row
+        assert "unreadable:" in row and "seed-12.csv is a named pipe" in row
 
 
 def test_a_training_marker_from_elsewhere_is_only_read_as_pid_and_host(tmp_path):

@@ -261,11 +261,13 @@ def test_a_fifo_or_a_device_is_refused_without_blocking(tmp_path, alarm, wide, c
     (other / "results.joblib").symlink_to("/dev/zero")
     if command == "list":
         result = runner.invoke(app, ["list", str(tmp_path / "results")], env={"COLUMNS": "400"})
-        assert result.exit_code == 0 and result.output.count("is not a regular file") == 2, result.output
+        text = " ".join(result.output.split())
+        assert result.exit_code == 0 and text.count("must be a regular file") == 2, result.output
+        assert "is a named pipe" in text and "is a device" in text
         return
     for target in (run, other):
         line = one_line(runner.invoke(app, [command, str(target)], env={"COLUMNS": "400"}))
-        assert "results.joblib is not a regular file" in line
+        assert f"results.joblib is {'a named pipe' if target == run else 'a device'}; a result file must be" in line
 
 
 # ---------------------------------------------------------------------------------------------
