@@ -844,7 +844,7 @@ def watch(
     """
     from dqnrun.console import console
     from dqnrun.results import MODEL_KINDS
-    from dqnrun.watch import best_policy, check_record_path, play, watch_notes
+    from dqnrun.watch import best_policy, check_record_path, has_display, play, watch_notes
     from dqnrun.watch import record as record_policy
 
     if episodes < 1:
@@ -858,6 +858,8 @@ def watch(
     if record is not None:
         check_record_path(record)
         output_path(record, force)
+    elif not has_display():  # before anything is printed: the error is the only line
+        raise UserError("no display here (DISPLAY is not set); record a file instead: --record policy.gif")
     if model not in MODEL_KINDS:
         raise UserError(f"--model {model!r}: expected best or final")
     policy = best_policy(run, seed, model)
