@@ -858,11 +858,11 @@ def watch(
     if record is not None:
         check_record_path(record)
         output_path(record, force)
-    elif not has_display():  # before anything is printed: the error is the only line
-        raise UserError("no display here (DISPLAY is not set); record a file instead: --record policy.gif")
     if model not in MODEL_KINDS:
         raise UserError(f"--model {model!r}: expected best or final")
     policy = best_policy(run, seed, model)
+    if record is None and not has_display():  # before anything is printed: the error is the only line
+        raise UserError("no display here (DISPLAY is not set); record a file instead: --record policy.gif")
     for note in watch_notes(run, policy) if seed is None else []:
         console.print(f"[yellow]{esc(note)}[/yellow]")
     saved = (f"score {policy.score:.1f} at episode {policy.episode}" if math.isfinite(policy.score)
