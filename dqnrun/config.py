@@ -348,9 +348,22 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     return config
 
 
+def closest_key(word: str, choices: typing.Iterable[str]) -> str | None:
+    """The choice `word` most likely meant: one whose last dotted part it abbreviates by initials
+    (`agent.lr` -> `agent.learning_rate`, `bs` -> `batch_size`), else the closest spelling."""
+    choices = list(choices)
+    head, _, last = word.rpartition(".")
+    initials = [c for c in choices if c.rpartition(".")[0] == head and len(last) > 1
+                and "".join(w[:1] for w in c.rpartition(".")[2].split("_")) == last]
+    if len(initials) == 1:
+        return initials[0]
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest_key(word, choices)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def _type_name(tp: Any) -> str:

@@ -315,12 +315,12 @@ def flat_config(run: Run) -> dict[str, object]:
 def facets(runs: Sequence[Run], key: str) -> tuple[list[str], list[str]]:
     """Per run, its value of the dotted config `key` (as text), and a label from the other keys
     in which the runs differ (e.g. "learning_rate 0.0003"), or its name where none tells it apart."""
-    import difflib
-
     flats = [flat_config(r) for r in runs]
     known = list(dict.fromkeys(k for f in flats for k in f))
     if not any(key in f for f in flats):
-        close = difflib.get_close_matches(key, known, n=1) or [k for k in known if k.endswith("." + key)][:1]
+        from dqnrun.config import closest_key
+
+        close = [c for c in (closest_key(key, known),) if c] or [k for k in known if k.endswith("." + key)][:1]
         hint = f"; did you mean {close[0]}?" if close else f" (keys: {', '.join(k for k in known if '.' in k)[:200]} ...)"
         raise UserError(f"--facet {key}: not a config key of these runs{hint}")
     values = [str(f.get(key, "?")) for f in flats]

@@ -258,3 +258,16 @@ def test_a_broken_file_is_blamed_even_with_overrides(tmp_path):
     path.write_text("variant: ddqn\nepisodes: 0\n")
     with pytest.raises(UserError, match=r"c\.yaml: episodes must be >= 1, got 0$"):
         load_config(path, ["window=3"])
+
+
+@pytest.mark.parametrize("typed, meant", [
+    ("agent.lr", "agent.learning_rate"),        # initials of the words
+    ("agent.bs", "agent.batch_size"),
+    ("agent.leraning_rate", "agent.learning_rate"),  # a misspelling
+    ("agent.gama", "agent.gamma"),
+])
+def test_an_unknown_key_suggests_the_key_meant(tmp_path, typed, meant):
+    path = tmp_path / "c.yaml"
+    path.write_text("variant: ddqn\n")
+    with pytest.raises(UserError, match=re.escape(f"unknown key {typed!r} (did you mean {meant!r}?)")):
+        load_config(path, [f"{typed}=1"])
