@@ -271,8 +271,7 @@ class RunDir:
         if not self.is_finished() and self.config_file.is_file():
             from dqnrun.config import load_config
 
-            finished = set(self.finished_seeds())
-            unfinished = tuple(s for s in load_config(self.config_file).seeds if s not in finished)
+            unfinished = tuple(self.pending_seeds(load_config(self.config_file).seeds))
         return ModelGaps(missing, unfinished, never)
 
     def models(self, which: str = "best") -> dict[int, Path]:
